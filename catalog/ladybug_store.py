@@ -1,0 +1,146 @@
+"""The embedded default store: LadybugDB, one file on disk, in process.
+
+Bulk writes go through COPY from Arrow tables; upserts are UNWIND ... MERGE inside one
+transaction, so a failed batch leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import ladybug
+
+from . import statements
+from .base import BATCH_ROWS, BaseStore
+from .batches import EdgeBatch, NodeBatch
+from .errors import QueryError, ReadOnlyViolationError, StoreError, StoreUnavailableError
+from .schema import REL_SPECS
+from .store import QueryResult, StoreSettings
+
+DB_FILE = "catalog.lbug"
+
+
+def database_file(uri: str) -> Path:
+    """A path ending in .lbug is the database file; any other path is a folder holding one."""
+    path = Path(uri).expanduser()
+    return path if path.suffix == ".lbug" else path / DB_FILE
+
+
+def _plain(value: Any) -> Any:
+    # Nodes and relationships come back as dicts with internal keys (_ID, _LABEL, _SRC, _DST);
+    # keep only the properties, as the Neo4j store does.
+    if isinstance(value, dict) and "_ID" in value:
+        return {k: v for k, v in value.items() if not k.startswith("_")}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class LadybugStore(BaseStore):
+    backend = "ladybug"
+
+    def __init__(self, settings: StoreSettings) -> None:
+        super().__init__(settings)
+        self.path = database_file(settings.uri)
+        self._db: ladybug.Database | None = None
+        self._conn: ladybug.Connection | None = None
+
+    def connect(self) -> None:
+        fix = "pass --store PATH (or set CIRCUITCAT_STORE) to a writable location"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreUnavailableError(
+                f"cannot create the store folder {self.path.parent}: {e.strerror}; {fix}"
+            ) from e
+        try:
+            self._db = ladybug.Database(str(self.path))
+            self._conn = ladybug.Connection(self._db)
+        except RuntimeError as e:
+            raise StoreUnavailableError(
+                f"cannot open the embedded store {self.path}: {e}; another circuitcat process "
+                f"may hold it open, or the path is not writable: {fix}"
+            ) from e
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._db is not None:
+            self._db.close()
+        self._conn = self._db = None
+
+    @property
+    def conn(self) -> ladybug.Connection:
+        if self._conn is None:
+            raise StoreError("the store is closed; open it with open_store(...)")
+        return self._conn
+
+    def _execute(self, text: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+        try:
+            result = self.conn.execute(text, dict(params or {}))
+        except RuntimeError as e:
+            raise QueryError(f"query failed on the embedded store: {e}") from e
+        if isinstance(result, list):  # several statements: keep the last one's rows
+            result = result[-1]
+        columns = result.get_column_names()
+        rows = [[_plain(v) for v in row] for row in result.get_all()]
+        return QueryResult(columns, rows)
+
+    @contextmanager
+    def _transaction(self, read_only: bool = False) -> Iterator[None]:
+        self._execute("BEGIN TRANSACTION READ ONLY" if read_only else "BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            # The engine may already have rolled back after a failed statement.
+            with suppress(QueryError):
+                self._execute("ROLLBACK")
+            raise
+        self._execute("COMMIT")
+
+    def init_schema(self) -> None:
+        for stmt in statements.ladybug_ddl():
+            self._execute(stmt)
+
+    def _read(self, text: str, params: Mapping[str, Any]) -> QueryResult:
+        return self._execute(text, params)
+
+    def _bulk_nodes(self, batch: NodeBatch) -> None:
+        self._execute(f"COPY {batch.kind} FROM $batch_rows", {"batch_rows": batch.to_arrow()})
+
+    def _merge_nodes(self, batch: NodeBatch) -> None:
+        stmt = statements.node_merge(batch.kind, batch.prop_names)
+        with self._transaction():
+            for start in range(0, len(batch), BATCH_ROWS):
+                self._execute(stmt, {"rows": batch.rows(start, start + BATCH_ROWS)})
+
+    def _bulk_edges(self, batch: EdgeBatch) -> None:
+        # Tables joining several node pairs need the pair named; single-pair tables take none.
+        pair = ""
+        if len(REL_SPECS[batch.kind].pairs) > 1:
+            pair = f" (from='{batch.src_kind}', to='{batch.dst_kind}')"
+        self._execute(f"COPY {batch.kind} FROM $batch_rows{pair}", {"batch_rows": batch.to_arrow()})
+
+    def _merge_edges(self, batch: EdgeBatch) -> None:
+        stmt = statements.edge_merge(batch.kind, batch.src_kind, batch.dst_kind, batch.prop_names)
+        with self._transaction():
+            for rows in batch.chunks(BATCH_ROWS):
+                self._execute(stmt, {"rows": rows})
+
+    def run_cypher(
+        self, text: str, params: Mapping[str, Any] | None = None, *, write: bool = False
+    ) -> QueryResult:
+        if write:
+            return self._execute(text, params)
+        try:
+            with self._transaction(read_only=True):
+                return self._execute(text, params)
+        except QueryError as e:
+            if "read-only transaction" in str(e):
+                raise ReadOnlyViolationError(
+                    "this query writes to the catalog; pass --write to allow it"
+                ) from e
+            raise

@@ -1,0 +1,141 @@
+"""Pydantic records for the small node kinds, and their conversion to store rows.
+
+Big things (features, edges) travel as columnar batches (batches.py), never one object each.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import schema
+from .batches import NodeBatch
+from .schema import NodeKind
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class Record(BaseModel):
+    """A node written as one row: fields are its properties, dicts become JSON strings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: ClassVar[NodeKind]
+    run: str = ""
+
+    @property
+    def uid(self) -> str:
+        raise NotImplementedError
+
+    def to_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"uid": self.uid}
+        for key, value in self.model_dump().items():
+            row[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+        return row
+
+
+def records_to_batch(records: list[Record]) -> NodeBatch:
+    """Rows of one node kind as a columnar batch."""
+    kinds = {r.kind for r in records}
+    if len(kinds) != 1:
+        raise ValueError(f"records_to_batch needs records of one kind, got {sorted(kinds)}")
+    rows = [r.to_row() for r in records]
+    return NodeBatch.from_rows(kinds.pop(), rows)
+
+
+class ModelRecord(Record):
+    kind: ClassVar[NodeKind] = NodeKind.MODEL
+    name: str
+    source: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_vocab: int
+    arch: str
+    processing: dict[str, bool] = Field(default_factory=dict)
+
+    @property
+    def uid(self) -> str:
+        return schema.model_uid(self.name)
+
+
+class TranscoderSetRecord(Record):
+    kind: ClassVar[NodeKind] = NodeKind.TRANSCODER_SET
+    name: str
+    model: str
+    source: str
+    format: str
+    d_transcoder: int
+    layers: list[int]
+    input_hook: str
+    output_hook: str
+    sha256: str
+    processing: dict[str, bool] = Field(default_factory=dict)
+
+    @property
+    def uid(self) -> str:
+        return schema.transcoder_set_uid(self.model, self.name)
+
+
+class RunRecord(Record):
+    kind: ClassVar[NodeKind] = NodeKind.RUN
+    run: str = ""
+    job: str
+    started_at: str = Field(default_factory=now_iso)
+    finished_at: str = ""
+    status: str = "running"
+    params: dict[str, Any] = Field(default_factory=dict)
+    code_version: str = ""
+
+    @property
+    def uid(self) -> str:
+        return schema.run_uid(self.job, self.started_at)
+
+    def to_row(self) -> dict[str, Any]:
+        row = super().to_row()
+        row["kind"] = row.pop("job")
+        row["run"] = self.uid
+        return row
+
+
+class TaskRecord(Record):
+    kind: ClassVar[NodeKind] = NodeKind.TASK
+    name: str
+    metric: str
+    description: str = ""
+
+    @property
+    def uid(self) -> str:
+        return schema.task_uid(self.name)
+
+
+class PromptRecord(Record):
+    kind: ClassVar[NodeKind] = NodeKind.PROMPT
+    task: str
+    text: str
+    tokens: list[str]
+    answer: str
+    metric_value: float | None = None
+
+    @property
+    def uid(self) -> str:
+        return schema.prompt_uid(self.task, self.text)
+
+
+class CircuitRecord(Record):
+    kind: ClassVar[NodeKind] = NodeKind.CIRCUIT
+    name: str
+    task: str
+    set: str
+    method: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    n_features: int = 0
+    faithfulness: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def uid(self) -> str:
+        return schema.circuit_uid(self.set, self.task, self.name)

@@ -1,0 +1,201 @@
+"""The graph schema: a closed set of node kinds, relationship kinds and property names.
+
+Everything a store puts into Cypher as a label, a relationship type or a property key comes from
+here, never from user input. Uids are deterministic strings built by one constructor per node kind,
+so re-ingesting the same thing MERGEs onto the same node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class PropType(StrEnum):
+    """Property types, named as Ladybug spells them; Neo4j stores the same values untyped."""
+
+    STRING = "STRING"
+    INT = "INT64"
+    FLOAT = "DOUBLE"
+    FLOAT_LIST = "DOUBLE[]"
+    INT_LIST = "INT64[]"
+    STRING_LIST = "STRING[]"
+
+
+class NodeKind(StrEnum):
+    MODEL = "Model"
+    TRANSCODER_SET = "TranscoderSet"
+    FEATURE = "Feature"
+    TOKEN = "Token"
+    HEAD = "Head"
+    TASK = "Task"
+    PROMPT = "Prompt"
+    RUN = "Run"
+    CIRCUIT = "Circuit"
+
+
+class RelKind(StrEnum):
+    VIRTUAL_WEIGHT = "VIRTUAL_WEIGHT"
+    DEEMBEDS = "DEEMBEDS"
+    PROMOTES = "PROMOTES"
+    ATTRIBUTES = "ATTRIBUTES"
+    CONTAINS = "CONTAINS"
+    OF_TASK = "OF_TASK"
+    IN_SET = "IN_SET"
+    FOR_MODEL = "FOR_MODEL"
+
+
+S, INT, F = PropType.STRING, PropType.INT, PropType.FLOAT
+
+# Every node has `uid` (the key) and `run` (the Run that last wrote it). Dict-valued properties
+# (params, processing, top_logits, top_contexts) are stored as JSON strings: Neo4j cannot hold maps.
+NODE_PROPS: dict[NodeKind, dict[str, PropType]] = {
+    NodeKind.MODEL: {
+        "name": S,
+        "source": S,
+        "n_layers": INT,
+        "d_model": INT,
+        "n_heads": INT,
+        "d_vocab": INT,
+        "arch": S,
+        "processing": S,
+    },
+    NodeKind.TRANSCODER_SET: {
+        "name": S,
+        "model": S,
+        "source": S,
+        "format": S,
+        "d_transcoder": INT,
+        "layers": PropType.INT_LIST,
+        "input_hook": S,
+        "output_hook": S,
+        "sha256": S,
+        "processing": S,
+    },
+    NodeKind.FEATURE: {
+        "set": S,
+        "layer": INT,
+        "index": INT,
+        "density": F,
+        "act_mean": F,
+        "act_max": F,
+        "act_hist": PropType.FLOAT_LIST,
+        "top_logits": S,
+        "top_contexts": S,
+        "label": S,
+    },
+    NodeKind.TOKEN: {"model": S, "token_id": INT, "text": S},
+    NodeKind.HEAD: {"model": S, "layer": INT, "head": INT},
+    NodeKind.TASK: {"name": S, "metric": S, "description": S},
+    NodeKind.PROMPT: {
+        "task": S,
+        "text": S,
+        "tokens": PropType.STRING_LIST,
+        "answer": S,
+        "metric_value": F,
+    },
+    NodeKind.RUN: {
+        "kind": S,
+        "started_at": S,
+        "finished_at": S,
+        "status": S,
+        "params": S,
+        "code_version": S,
+    },
+    NodeKind.CIRCUIT: {
+        "name": S,
+        "task": S,
+        "set": S,
+        "method": S,
+        "params": S,
+        "n_features": INT,
+        "faithfulness": S,
+    },
+}
+for _props in NODE_PROPS.values():
+    _props["run"] = S
+
+
+@dataclass(frozen=True)
+class RelSpec:
+    """A relationship kind: which node kinds it joins, its properties, and the properties that
+    (with the two endpoints) identify one relationship, so re-writing MERGEs instead of adding."""
+
+    pairs: tuple[tuple[NodeKind, NodeKind], ...]
+    props: dict[str, PropType]
+    key: tuple[str, ...] = ()
+
+
+_WEIGHT = {"w": F, "w_raw": F, "rank": INT, "via": S, "run": S}
+REL_SPECS: dict[RelKind, RelSpec] = {
+    RelKind.VIRTUAL_WEIGHT: RelSpec(((NodeKind.FEATURE, NodeKind.FEATURE),), _WEIGHT, ("via",)),
+    RelKind.DEEMBEDS: RelSpec(((NodeKind.TOKEN, NodeKind.FEATURE),), _WEIGHT, ("via",)),
+    RelKind.PROMOTES: RelSpec(
+        ((NodeKind.FEATURE, NodeKind.TOKEN),), {"w": F, "rank": INT, "run": S}
+    ),
+    RelKind.ATTRIBUTES: RelSpec(
+        tuple(
+            (src, dst)
+            for src in (NodeKind.FEATURE, NodeKind.TOKEN, NodeKind.HEAD)
+            for dst in (NodeKind.FEATURE, NodeKind.TOKEN)
+        ),
+        {"prompt": S, "w": F, "src_pos": INT, "dst_pos": INT, "via": S, "run": S},
+        ("prompt", "src_pos", "dst_pos", "via"),
+    ),
+    RelKind.CONTAINS: RelSpec(
+        tuple((NodeKind.CIRCUIT, dst) for dst in (NodeKind.FEATURE, NodeKind.HEAD, NodeKind.TOKEN)),
+        {"score": F, "run": S},
+    ),
+    RelKind.OF_TASK: RelSpec(((NodeKind.PROMPT, NodeKind.TASK),), {"run": S}),
+    RelKind.IN_SET: RelSpec(((NodeKind.FEATURE, NodeKind.TRANSCODER_SET),), {"run": S}),
+    RelKind.FOR_MODEL: RelSpec(((NodeKind.TRANSCODER_SET, NodeKind.MODEL),), {"run": S}),
+}
+
+
+def quote(name: str) -> str:
+    """A property key as generated Cypher spells it: always backticked, because some keys
+    (`index`, `set`, `rank`) are reserved words on one engine or the other."""
+    return f"`{name}`"
+
+
+# ---- uid constructors: the one place each kind of identifier is spelled -------------------
+
+
+def model_uid(name: str) -> str:
+    return name
+
+
+def transcoder_set_uid(model: str, name: str) -> str:
+    return f"{model}/{name}"
+
+
+def feature_uid(set_uid: str, layer: int, index: int) -> str:
+    return f"{set_uid}/L{layer}/{index}"
+
+
+def token_uid(model: str, token_id: int) -> str:
+    return f"{model}/tok/{token_id}"
+
+
+def head_uid(model: str, layer: int, head: int) -> str:
+    return f"{model}/L{layer}/H{head}"
+
+
+def task_uid(name: str) -> str:
+    return name
+
+
+def prompt_uid(task: str, text: str) -> str:
+    """Prompts are keyed by content, so the same prompt text under one task is one node."""
+    import hashlib
+
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return f"{task}/{digest}"
+
+
+def run_uid(kind: str, started_at: str) -> str:
+    return f"run/{kind}/{started_at}"
+
+
+def circuit_uid(set_uid: str, task: str, name: str) -> str:
+    return f"{set_uid}/circuit/{task}/{name}"
