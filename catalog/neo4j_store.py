@@ -73,7 +73,10 @@ class Neo4jStore(BaseStore):
         s = self.settings
         auth = (s.neo4j_user, s.neo4j_password or "") if s.neo4j_user else None
         with self._errors():
-            self._driver = GraphDatabase.driver(s.uri, auth=auth, connection_timeout=10.0)
+            # Notifications off: "label does not exist yet" warnings are normal on a new catalog.
+            self._driver = GraphDatabase.driver(
+                s.uri, auth=auth, connection_timeout=10.0, notifications_min_severity="OFF"
+            )
             self._driver.verify_connectivity()
 
     def close(self) -> None:

@@ -1,0 +1,40 @@
+# The two set-up commands are `make demo` and `make test`; everything else is a convenience.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint unit neo4j bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## virtualenv + the package with its dev tools
+
+demo: install  ## the main job on the embedded defaults
+	$(BIN)/circuitcat demo
+
+test: install  ## lint, type-check, then pytest against a real Neo4j and the embedded store
+	bash tests/run-all.sh
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy catalog cli ingest
+
+unit: install  ## pytest without the tests that need Neo4j
+	$(BIN)/pytest -q -m "not neo4j"
+
+neo4j:  ## a local Neo4j in the foreground, for poking at with the CLI
+	bash docker/neo4j-local/neo4j-local.sh run
+
+bench: install  ## benchmarks; results go to docs/benchmarks.md
+	$(BIN)/python -m bench.store_load --write-docs
+	$(BIN)/python -m bench.weights --write-docs
+
+clean:
+	bash docker/neo4j-local/neo4j-local.sh stop || true
+	rm -rf $(VENV) .neo4j-local .mypy_cache .ruff_cache .pytest_cache

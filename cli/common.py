@@ -1,0 +1,69 @@
+"""What every command shares: the --store option, the --format option, and the one place where
+library errors become a red line on stderr and exit code 1."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from circuitcat.catalog.errors import CircuitcatError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+err_console = Console(stderr=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="CIRCUITCAT_STORE",
+        help="Catalog location: a folder or .lbug file for the embedded store, or a "
+        "bolt:// / neo4j:// URI (credentials from CIRCUITCAT_NEO4J_USER/_PASSWORD). "
+        "Default: a per-user data folder.",
+        show_default=False,
+    ),
+]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a CircuitcatError into one red line and exit code 1 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except CircuitcatError as e:
+            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from e
+
+    return wrapper
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """`k=v` pairs; v is read as JSON when it parses (numbers, lists, true/null), else a string."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not key=value", param_hint="--param")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params

@@ -1,0 +1,21 @@
+"""The `circuitcat` command: thin sub-commands, one per noun, over catalog/ and ingest/."""
+
+from __future__ import annotations
+
+import typer
+
+from . import query, store
+
+app = typer.Typer(
+    name="circuitcat",
+    help="A graph catalog of transcoder feature circuits in language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(store.app, name="store")
+app.add_typer(query.app, name="query")
+
+
+def main() -> None:
+    app()

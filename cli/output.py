@@ -1,0 +1,51 @@
+"""One renderer for every --format: table (rich), json, jsonl, csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .common import Format
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def render(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format, title: str | None = None
+) -> str:
+    """The rows as text in the chosen format (no trailing newline)."""
+    if fmt is Format.json:
+        records = [dict(zip(columns, r, strict=True)) for r in rows]
+        return json.dumps(records, indent=2, default=str)
+    if fmt is Format.jsonl:
+        lines = (json.dumps(dict(zip(columns, r, strict=True)), default=str) for r in rows)
+        return "\n".join(lines)
+    if fmt is Format.csv:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_cell(v) for v in r] for r in rows])
+        return buf.getvalue().rstrip("\n")
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(_cell(v) for v in r))
+    console = Console(file=io.StringIO(), width=160, force_terminal=False)
+    console.print(table)
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    return str(out).rstrip("\n")

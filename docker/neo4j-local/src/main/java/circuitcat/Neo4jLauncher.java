@@ -1,0 +1,68 @@
+package circuitcat;
+
+import java.nio.file.Path;
+import java.util.concurrent.CountDownLatch;
+import org.neo4j.configuration.GraphDatabaseInternalSettings;
+import org.neo4j.configuration.GraphDatabaseSettings;
+import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.connectors.HttpConnector;
+import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.dbms.api.DatabaseManagementService;
+import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
+import org.neo4j.logging.log4j.Log4jLogProvider;
+
+/**
+ * Runs a Neo4j community DBMS whose only connector is Bolt on 127.0.0.1:PORT, with auth off.
+ * For tests and local poking only (see docs/neo4j.md); never expose it beyond loopback.
+ *
+ * <p>Usage: {@code java -cp target/classes:target/lib/* circuitcat.Neo4jLauncher DATA_DIR PORT}.
+ * Prints {@code BOLT bolt://127.0.0.1:PORT} once the default database is available; SIGTERM
+ * shuts the DBMS down cleanly and prints {@code STOPPED}.
+ */
+public final class Neo4jLauncher {
+    private static final long PAGECACHE_BYTES = 512L * 1024 * 1024;
+    private static final long START_TIMEOUT_MS = 120_000;
+
+    private Neo4jLauncher() {}
+
+    public static void main(String[] args) throws InterruptedException {
+        if (args.length != 2) {
+            System.err.println("usage: Neo4jLauncher DATA_DIR PORT");
+            System.exit(2);
+        }
+        Path home = Path.of(args[0]).toAbsolutePath();
+        int port = Integer.parseInt(args[1]);
+
+        DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
+                .setUserLogProvider(new Log4jLogProvider(System.out))
+                .setConfig(BoltConnector.enabled, true)
+                .setConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", port))
+                .setConfig(HttpConnector.enabled, false)
+                .setConfig(GraphDatabaseSettings.auth_enabled, false)
+                .setConfig(GraphDatabaseSettings.udc_enabled, false)
+                .setConfig(GraphDatabaseSettings.pagecache_memory, PAGECACHE_BYTES)
+                // Test stores are tiny: do not reserve 256 MiB per transaction log file.
+                .setConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
+                // Bolt's event loops idle 5 s each before stopping by default: 10 s per stop.
+                .setConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0)
+                .build();
+
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            System.out.println("STOPPING");
+            System.out.flush();
+            dbms.shutdown();
+            System.out.println("STOPPED");
+            System.out.flush();
+            stopped.countDown();
+        }, "neo4j-launcher-shutdown"));
+
+        if (!dbms.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME).isAvailable(START_TIMEOUT_MS)) {
+            System.err.println("database 'neo4j' not available after " + START_TIMEOUT_MS + " ms");
+            System.exit(1); // runs the shutdown hook
+        }
+        System.out.println("BOLT bolt://127.0.0.1:" + port);
+        System.out.flush();
+        stopped.await(); // the JVM exits once the shutdown hook has finished
+    }
+}

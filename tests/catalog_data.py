@@ -1,0 +1,287 @@
+"""A small hand-built catalog with every node and relationship kind, for store tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from circuitcat.catalog import EdgeBatch, NodeBatch, NodeKind, RelKind
+from circuitcat.catalog import schema as s
+from circuitcat.catalog.records import (
+    CircuitRecord,
+    ModelRecord,
+    PromptRecord,
+    RunRecord,
+    TaskRecord,
+    TranscoderSetRecord,
+    records_to_batch,
+)
+
+MODEL = "tiny"
+RUN = RunRecord(job="test", started_at="2026-01-01T00:00:00")
+SET = TranscoderSetRecord(
+    name="tc-v1",
+    model=MODEL,
+    source="/tmp/tc",
+    format="circuitcat",
+    d_transcoder=6,
+    layers=[0, 1],
+    input_hook="blocks.{layer}.ln2.hook_normalized",
+    output_hook="blocks.{layer}.hook_mlp_out",
+    sha256="ab" * 32,
+    run=RUN.uid,
+)
+N_FEATURES, N_TOKENS = 6, 5
+
+
+def feature_uids(layer: int) -> list[str]:
+    return [s.feature_uid(SET.uid, layer, i) for i in range(N_FEATURES)]
+
+
+def token_uids() -> list[str]:
+    return [s.token_uid(MODEL, t) for t in range(N_TOKENS)]
+
+
+def node_batches() -> list[NodeBatch]:
+    rng = np.random.default_rng(0)
+    uids = feature_uids(0) + feature_uids(1) + feature_uids(2)
+    features = NodeBatch(
+        NodeKind.FEATURE,
+        {
+            "uid": uids,
+            "set": [SET.uid] * len(uids),
+            "layer": np.repeat([0, 1, 2], N_FEATURES),
+            "index": np.tile(np.arange(N_FEATURES), 3),
+            "density": rng.uniform(0, 0.2, len(uids)),
+            "act_max": rng.uniform(1, 5, len(uids)),
+            "act_hist": [list(rng.uniform(0, 1, 4)) for _ in uids],
+            "run": [RUN.uid] * len(uids),
+        },
+    )
+    tokens = NodeBatch(
+        NodeKind.TOKEN,
+        {
+            "uid": token_uids(),
+            "model": [MODEL] * N_TOKENS,
+            "token_id": np.arange(N_TOKENS),
+            "text": [f"{10 + t}" for t in range(N_TOKENS)],
+        },
+    )
+    heads = NodeBatch(
+        NodeKind.HEAD,
+        {
+            "uid": [s.head_uid(MODEL, 0, h) for h in range(2)],
+            "model": [MODEL] * 2,
+            "layer": [0, 0],
+            "head": [0, 1],
+        },
+    )
+    task = TaskRecord(name="greater-than", metric="prob_diff", description="years", run=RUN.uid)
+    prompts = [
+        PromptRecord(
+            task=task.name,
+            text=f"from the year 17 {yy} to the year 17",
+            tokens=["from", "the", "year", "17", str(yy)],
+            answer=str(yy),
+            metric_value=0.5 + yy / 100,
+            run=RUN.uid,
+        )
+        for yy in (32, 45)
+    ]
+    model = ModelRecord(
+        name=MODEL,
+        source="built-in",
+        n_layers=2,
+        d_model=8,
+        n_heads=2,
+        d_vocab=N_TOKENS,
+        arch="gpt2",
+        processing={"fold_ln": False},
+        run=RUN.uid,
+    )
+    circuit = CircuitRecord(
+        name="gt",
+        task=task.name,
+        set=SET.uid,
+        method="mean",
+        n_features=2,
+        faithfulness={"circuit": 0.8},
+        run=RUN.uid,
+    )
+    return [
+        records_to_batch([RUN]),
+        records_to_batch([model]),
+        records_to_batch([SET]),
+        features,
+        tokens,
+        heads,
+        records_to_batch([task]),
+        records_to_batch(prompts),
+        records_to_batch([circuit]),
+    ]
+
+
+def edge_batches() -> list[EdgeBatch]:
+    rng = np.random.default_rng(1)
+    F, T, H = NodeKind.FEATURE, NodeKind.TOKEN, NodeKind.HEAD
+    # Layer 0 -> 1 all pairs, then 1 -> 2 for two targets, so two-hop paths exist.
+    src = np.concatenate([np.repeat(feature_uids(0), N_FEATURES), np.repeat(feature_uids(1), 2)])
+    dst = np.concatenate([np.tile(feature_uids(1), N_FEATURES), np.tile(feature_uids(2)[:2], 6)])
+    n = len(src)
+    # Distinct magnitudes so "ORDER BY abs(w)" has one answer on every store.
+    w = rng.permutation(np.linspace(0.1, 3.0, n)) * rng.choice([-1.0, 1.0], n)
+    run = [RUN.uid]
+    prompt = s.prompt_uid("greater-than", "from the year 17 32 to the year 17")
+    circuit = CircuitRecord(name="gt", task="greater-than", set=SET.uid, method="mean").uid
+    tok = token_uids()
+    return [
+        EdgeBatch(
+            RelKind.VIRTUAL_WEIGHT,
+            F,
+            F,
+            src,
+            dst,
+            {
+                "w": w,
+                "w_raw": w * 2,
+                "rank": np.zeros(n, dtype=np.int64),
+                "via": ["resid"] * n,
+                "run": run * n,
+            },
+        ),
+        EdgeBatch(
+            RelKind.DEEMBEDS,
+            T,
+            F,
+            np.repeat(tok, 2),
+            feature_uids(0)[:2] * N_TOKENS,
+            {
+                "w": np.linspace(-1, 1, 2 * N_TOKENS),
+                "rank": np.arange(2 * N_TOKENS),
+                "via": ["direct"] * (2 * N_TOKENS),
+                "run": run * (2 * N_TOKENS),
+            },
+        ),
+        EdgeBatch(
+            RelKind.PROMOTES,
+            F,
+            T,
+            [feature_uids(1)[0]] * N_TOKENS,
+            tok,
+            {"w": np.linspace(2, -2, N_TOKENS), "rank": np.arange(N_TOKENS), "run": run * N_TOKENS},
+        ),
+        EdgeBatch(
+            RelKind.ATTRIBUTES,
+            F,
+            F,
+            feature_uids(0)[:2],
+            feature_uids(1)[:2],
+            {
+                "prompt": [prompt] * 2,
+                "w": [0.3, -0.2],
+                "src_pos": [3, 4],
+                "dst_pos": [5, 5],
+                "via": ["resid"] * 2,
+                "run": run * 2,
+            },
+        ),
+        EdgeBatch(
+            RelKind.ATTRIBUTES,
+            T,
+            F,
+            tok[:1],
+            feature_uids(0)[:1],
+            {
+                "prompt": [prompt],
+                "w": [0.7],
+                "src_pos": [4],
+                "dst_pos": [4],
+                "via": ["embed"],
+                "run": run,
+            },
+        ),
+        EdgeBatch(
+            RelKind.ATTRIBUTES,
+            H,
+            T,
+            [s.head_uid(MODEL, 0, 1)],
+            tok[1:2],
+            {
+                "prompt": [prompt],
+                "w": [0.1],
+                "src_pos": [2],
+                "dst_pos": [5],
+                "via": ["attn:0.1"],
+                "run": run,
+            },
+        ),
+        EdgeBatch(
+            RelKind.CONTAINS,
+            NodeKind.CIRCUIT,
+            F,
+            [circuit] * 2,
+            feature_uids(1)[:2],
+            {"score": [0.9, 0.4], "run": run * 2},
+        ),
+        EdgeBatch(
+            RelKind.CONTAINS,
+            NodeKind.CIRCUIT,
+            H,
+            [circuit],
+            [s.head_uid(MODEL, 0, 1)],
+            {"score": [0.2], "run": run},
+        ),
+        EdgeBatch(
+            RelKind.OF_TASK,
+            NodeKind.PROMPT,
+            NodeKind.TASK,
+            [prompt, s.prompt_uid("greater-than", "from the year 17 45 to the year 17")],
+            ["greater-than"] * 2,
+            {"run": run * 2},
+        ),
+        EdgeBatch(
+            RelKind.IN_SET,
+            F,
+            NodeKind.TRANSCODER_SET,
+            feature_uids(0) + feature_uids(1) + feature_uids(2),
+            [SET.uid] * (3 * N_FEATURES),
+            {"run": run * (3 * N_FEATURES)},
+        ),
+        EdgeBatch(
+            RelKind.FOR_MODEL,
+            NodeKind.TRANSCODER_SET,
+            NodeKind.MODEL,
+            [SET.uid],
+            [MODEL],
+            {"run": run},
+        ),
+    ]
+
+
+def write_all(store: object) -> None:
+    for nb in node_batches():
+        store.write_nodes(nb)  # type: ignore[attr-defined]
+    for eb in edge_batches():
+        store.write_edges(eb)  # type: ignore[attr-defined]
+
+
+EXPECTED_NODES = {
+    "Model": 1,
+    "TranscoderSet": 1,
+    "Feature": 18,
+    "Token": 5,
+    "Head": 2,
+    "Task": 1,
+    "Prompt": 2,
+    "Run": 1,
+    "Circuit": 1,
+}
+EXPECTED_RELS = {
+    "VIRTUAL_WEIGHT": 48,
+    "DEEMBEDS": 10,
+    "PROMOTES": 5,
+    "ATTRIBUTES": 4,
+    "CONTAINS": 3,
+    "OF_TASK": 2,
+    "IN_SET": 18,
+    "FOR_MODEL": 1,
+}

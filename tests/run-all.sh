@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# What `make test` runs: the gates, then pytest with a real Neo4j. Starts a local Neo4j from
+# Maven Central jars unless NEO4J_URI is set (or java/mvn are missing: the fixtures then try
+# testcontainers, and with CI=true a missing Neo4j fails the run), and always stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+echo "== ruff format --check"; $BIN/ruff format --check .
+echo "== ruff check"; $BIN/ruff check .
+echo "== mypy"; $BIN/mypy catalog cli ingest
+
+started=""
+cleanup() { [ -n "$started" ] && bash docker/neo4j-local/neo4j-local.sh stop .neo4j-local-test || true; }
+trap cleanup EXIT
+if [ -z "${NEO4J_URI:-}" ] && command -v java >/dev/null && command -v mvn >/dev/null; then
+  echo "== starting a local Neo4j (docker/neo4j-local)"
+  started=1
+  NEO4J_URI="$(NEO4J_LOCAL_OWNER_PID=$$ bash docker/neo4j-local/neo4j-local.sh start .neo4j-local-test)"
+  export NEO4J_URI
+  echo "   $NEO4J_URI"
+fi
+
+echo "== pytest"
+$BIN/pytest -q "$@"

@@ -1,0 +1,246 @@
+"""One contract, both stores: every test here runs against Ladybug and a real Neo4j server."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch, NodeKind, RelKind, open_store
+from circuitcat.catalog.errors import (
+    InvalidRowsError,
+    QueryError,
+    ReadOnlyViolationError,
+    StoreUnavailableError,
+)
+from circuitcat.catalog.queries import load_queries
+
+from . import catalog_data as data
+from .neo4j_server import Neo4jServer
+
+
+def _open(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> CatalogStore:
+    if backend == "ladybug":
+        return open_store(str(tmp_path / "catalog"))
+    server: Neo4jServer = request.getfixturevalue("clean_neo4j")
+    return open_store(server.uri, user=server.user, password=server.password)
+
+
+@pytest.fixture(params=["ladybug", pytest.param("neo4j", marks=pytest.mark.neo4j)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CatalogStore]:
+    with _open(request.param, tmp_path, request) as s:
+        yield s
+
+
+@pytest.fixture
+def filled(store: CatalogStore) -> CatalogStore:
+    data.write_all(store)
+    return store
+
+
+def test_every_kind_round_trips(filled: CatalogStore) -> None:
+    info = filled.info()
+    assert info.nodes == data.EXPECTED_NODES
+    assert info.relationships == data.EXPECTED_RELS
+    feature = filled.query("feature", uid=data.feature_uids(0)[2])[0]
+    assert feature["layer"] == 0 and feature["feature_index"] == 2
+    assert len(feature["act_hist"]) == 4
+    got = filled.run_cypher(
+        "MATCH (h:Head)-[r:ATTRIBUTES]->(t:Token) "
+        "RETURN h.uid AS h, t.text AS t, r.via AS via, r.src_pos AS s, r.dst_pos AS d"
+    )
+    assert got.rows == [["tiny/L0/H1", "11", "attn:0.1", 2, 5]]
+    run = filled.run_cypher("MATCH (r:Run) RETURN r.kind AS kind, r.uid AS uid").rows
+    assert run == [["test", data.RUN.uid]]
+
+
+def test_rewriting_creates_no_duplicates_and_updates_values(filled: CatalogStore) -> None:
+    data.write_all(filled)  # the same batches again: MERGE path everywhere
+    info = filled.info()
+    assert info.nodes == data.EXPECTED_NODES
+    assert info.relationships == data.EXPECTED_RELS
+    vw = data.edge_batches()[0]
+    changed = EdgeBatch(
+        vw.kind, vw.src_kind, vw.dst_kind, vw.src[:1], vw.dst[:1], {"w": [9.5], "via": ["resid"]}
+    )
+    filled.write_edges(changed)
+    top = filled.query("feature_sources", uid=vw.dst[0], limit=1)[0]
+    assert (top["source"], top["w"]) == (vw.src[0], 9.5)
+    assert filled.info().relationships["VIRTUAL_WEIGHT"] == data.EXPECTED_RELS["VIRTUAL_WEIGHT"]
+    # A partial node batch only touches the columns it carries.
+    filled.write_nodes(
+        NodeBatch(NodeKind.FEATURE, {"uid": [data.feature_uids(0)[0]], "label": ["years"]})
+    )
+    f = filled.query("feature", uid=data.feature_uids(0)[0])[0]
+    assert f["label"] == "years" and f["layer"] == 0 and f["act_max"] is not None
+
+
+def test_large_batches_are_chunked(store: CatalogStore) -> None:
+    # More rows than one 10k write batch, shaped like the weights job: 32 sources per target.
+    n_targets, k = 800, 32
+    targets = [f"big/L1/{i}" for i in range(n_targets)]
+    sources = [f"big/L0/{i}" for i in range(n_targets)]
+    store.write_nodes(NodeBatch(NodeKind.FEATURE, {"uid": targets + sources}))
+    rng = np.random.default_rng(0)
+    src = np.array(sources)[np.concatenate([rng.permutation(n_targets)[:k] for _ in targets])]
+    dst = np.repeat(targets, k)
+    n = len(src)
+    edges = EdgeBatch(
+        RelKind.VIRTUAL_WEIGHT,
+        NodeKind.FEATURE,
+        NodeKind.FEATURE,
+        src,
+        dst,
+        {"w": rng.standard_normal(n), "via": np.array(["resid"] * n)},
+    )
+    store.write_edges(edges)  # bulk path
+    store.write_edges(edges)  # merge path
+    assert store.info().relationships["VIRTUAL_WEIGHT"] == n == 25_600
+
+
+def test_edges_to_missing_nodes_are_refused_and_nothing_is_written(filled: CatalogStore) -> None:
+    src = data.feature_uids(0)[:2]
+    batch = EdgeBatch(
+        RelKind.VIRTUAL_WEIGHT,
+        NodeKind.FEATURE,
+        NodeKind.FEATURE,
+        src,
+        [data.feature_uids(1)[0], "nope/L1/0"],
+        {"w": [1.0, 2.0], "via": ["x"] * 2},
+    )
+    with pytest.raises(InvalidRowsError, match=r"do not exist.*nope/L1/0"):
+        filled.write_edges(batch)
+    assert filled.info().relationships["VIRTUAL_WEIGHT"] == data.EXPECTED_RELS["VIRTUAL_WEIGHT"]
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"uid": ["a", ""]}, "row 1 has no uid"),
+        ({"uid": ["a", None]}, "row 1 has no uid"),
+        ({"layer": [1]}, "no uid column"),
+        ({"uid": ["a", "a"]}, "repeats a uid"),
+        ({"uid": ["a"], "colour": ["red"]}, "unknown properties"),
+        ({"uid": ["a", "b"], "density": [0.1, math.inf]}, "density=inf"),
+    ],
+)
+def test_bad_node_rows_are_rejected(columns: dict, message: str) -> None:
+    with pytest.raises(InvalidRowsError, match=message):
+        NodeBatch(NodeKind.FEATURE, columns)
+
+
+@pytest.mark.parametrize(
+    ("w", "extra", "message"),
+    [
+        ([1.0, math.nan], {}, "row 1 has w=nan"),
+        ([1.0, None], {}, "row 1 has w=None"),
+        ([1.0, 2.0], {"via": ["resid", "resid"], "dup": True}, "repeats an edge"),
+    ],
+)
+def test_bad_edge_rows_are_rejected(w: list, extra: dict, message: str) -> None:
+    dst = ["b", "b"] if extra.pop("dup", False) else ["b", "c"]
+    with pytest.raises(InvalidRowsError, match=message):
+        EdgeBatch(
+            RelKind.VIRTUAL_WEIGHT,
+            NodeKind.FEATURE,
+            NodeKind.FEATURE,
+            ["a", "a"],
+            dst,
+            {"w": w, "via": extra.get("via", ["resid", "resid"])},
+        )
+
+
+def test_edge_kinds_check_their_endpoints_and_keys() -> None:
+    with pytest.raises(InvalidRowsError, match="not an allowed pair"):
+        EdgeBatch(RelKind.PROMOTES, NodeKind.TOKEN, NodeKind.FEATURE, ["a"], ["b"], {"w": [1.0]})
+    with pytest.raises(InvalidRowsError, match="missing key properties"):
+        EdgeBatch(
+            RelKind.VIRTUAL_WEIGHT, NodeKind.FEATURE, NodeKind.FEATURE, ["a"], ["b"], {"w": [1.0]}
+        )
+
+
+def test_read_only_unless_asked(filled: CatalogStore) -> None:
+    with pytest.raises(ReadOnlyViolationError, match="--write"):
+        filled.run_cypher("MATCH (f:Feature) SET f.label = 'x'")
+    assert filled.run_cypher("MATCH (f:Feature) WHERE f.label = 'x' RETURN count(f)").rows == [[0]]
+    filled.run_cypher("MATCH (f:Feature) SET f.label = 'x'", write=True)
+    assert filled.run_cypher("MATCH (f:Feature) WHERE f.label = 'x' RETURN count(f)").rows == [[18]]
+
+
+def test_bad_cypher_is_a_query_error(store: CatalogStore) -> None:
+    with pytest.raises(QueryError):
+        store.run_cypher("MATCH (n RETURN n")
+    with pytest.raises(QueryError, match="no named query"):
+        store.query("no_such_query")
+
+
+def test_schema_init_is_idempotent_from_scratch(neo4j_server: Neo4jServer, tmp_path: Path) -> None:
+    from .neo4j_server import empty_neo4j
+
+    empty_neo4j(neo4j_server, drop_schema=True)
+    for uri in (str(tmp_path / "lb"), neo4j_server.uri):
+        for _ in range(2):
+            with open_store(uri, user=neo4j_server.user, password=neo4j_server.password) as s:
+                assert sum(s.info().nodes.values()) == 0
+
+
+def test_unreachable_neo4j_is_a_typed_error() -> None:
+    with pytest.raises(StoreUnavailableError, match=r"cannot reach Neo4j at bolt://127\.0\.0\.1:9"):
+        open_store("bolt://127.0.0.1:9")
+
+
+def test_unwritable_embedded_path_is_a_typed_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreUnavailableError, match="writable location"):
+        open_store(str(blocker / "catalog"))
+    with pytest.raises(StoreUnavailableError, match="unknown store URI scheme"):
+        open_store("http://localhost:7474")
+
+
+def _named_query_params() -> dict[str, dict]:
+    f0, f1 = data.feature_uids(0)[1], data.feature_uids(1)[3]
+    return {
+        "models": {},
+        "transcoder_sets": {},
+        "feature": {"uid": f0},
+        "features_in_layer": {"set_uid": data.SET.uid, "layer": 1, "limit": 4},
+        "feature_sources": {"uid": f1, "limit": 4},
+        "feature_targets": {"uid": f0, "limit": 4},
+        "feature_tokens": {"uid": data.feature_uids(0)[0], "limit": 3},
+        "feature_logits": {"uid": data.feature_uids(1)[0], "limit": 5},
+        "two_hop_targets": {"uid": f0, "limit": 5},
+        "prompts_of_task": {"task": "greater-than", "limit": 10},
+        "runs": {"limit": 5},
+    }
+
+
+@pytest.mark.neo4j
+def test_every_named_query_answers_the_same_on_both_stores(
+    tmp_path: Path, clean_neo4j: Neo4jServer
+) -> None:
+    params = _named_query_params()
+    names = set(load_queries("neo4j")) - {"store_version"}
+    assert names == set(params), "add parameters here for every new named query"
+    answers = {}
+    for backend, uri in (("ladybug", str(tmp_path / "lb")), ("neo4j", clean_neo4j.uri)):
+        with open_store(uri, user=clean_neo4j.user, password=clean_neo4j.password) as s:
+            data.write_all(s)
+            answers[backend] = {name: s.query(name, **p) for name, p in params.items()}
+    for name in params:
+        assert answers["ladybug"][name], f"{name} returned nothing: the test data misses it"
+        assert _rounded(answers["ladybug"][name]) == _rounded(answers["neo4j"][name]), name
+
+
+def _rounded(value: object) -> object:
+    """Floats to 9 significant digits: the stores may sum in a different order."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
