@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import query, store
+from . import ingest, query, store
 
 app = typer.Typer(
     name="circuitcat",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(store.app, name="store")
 app.add_typer(query.app, name="query")
+app.add_typer(ingest.app, name="ingest")
 
 
 def main() -> None:

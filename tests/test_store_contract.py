@@ -215,6 +215,7 @@ def _named_query_params() -> dict[str, dict]:
         "two_hop_targets": {"uid": f0, "limit": 5},
         "prompts_of_task": {"task": "greater-than", "limit": 10},
         "runs": {"limit": 5},
+        "set_feature_count": {"set_uid": data.SET.uid},
     }
 
 

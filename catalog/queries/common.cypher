@@ -74,3 +74,8 @@ RETURN r.uid AS uid, r.kind AS kind, r.status AS status, r.started_at AS started
        r.finished_at AS finished_at, r.params AS params
 ORDER BY started_at DESC, uid
 LIMIT $limit
+
+// name: set_feature_count
+MATCH (f:Feature)
+WHERE f.`set` = $set_uid
+RETURN count(f) AS n
