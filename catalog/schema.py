@@ -71,6 +71,9 @@ NODE_PROPS: dict[NodeKind, dict[str, PropType]] = {
         "output_hook": S,
         "sha256": S,
         "processing": S,
+        # Mean ln2 scale per layer over the corpus (index = position in `layers`): the weights
+        # job divides raw virtual weights by it so magnitudes compare across layers.
+        "ln2_scale_mean": PropType.FLOAT_LIST,
     },
     NodeKind.FEATURE: {
         "set": S,
