@@ -134,7 +134,7 @@ REL_SPECS: dict[RelKind, RelSpec] = {
     RelKind.VIRTUAL_WEIGHT: RelSpec(((NodeKind.FEATURE, NodeKind.FEATURE),), _WEIGHT, ("via",)),
     RelKind.DEEMBEDS: RelSpec(((NodeKind.TOKEN, NodeKind.FEATURE),), _WEIGHT, ("via",)),
     RelKind.PROMOTES: RelSpec(
-        ((NodeKind.FEATURE, NodeKind.TOKEN),), {"w": F, "rank": INT, "run": S}
+        ((NodeKind.FEATURE, NodeKind.TOKEN),), {"w": F, "w_raw": F, "rank": INT, "run": S}
     ),
     RelKind.ATTRIBUTES: RelSpec(
         tuple(

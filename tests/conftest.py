@@ -7,7 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from circuitcat.ingest.models import LoadedModel
+
 from .neo4j_server import Neo4jServer, empty_neo4j, find_neo4j
+from .tiny import tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +40,9 @@ def clean_neo4j(neo4j_server: Neo4jServer) -> Iterator[Neo4jServer]:
     """
     empty_neo4j(neo4j_server, drop_schema=False)
     yield neo4j_server
+
+
+@pytest.fixture(scope="session")
+def loaded() -> LoadedModel:
+    """A tiny random HookedTransformer (see tests/tiny.py)."""
+    return tiny_model()

@@ -7,50 +7,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from circuitcat.catalog import CatalogStore, open_store
 from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.records import records_to_batch
 from circuitcat.ingest.models import LoadedModel
 from circuitcat.ingest.register import register, set_record
-from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderConfig, TranscoderSet
 
 from .neo4j_server import Neo4jServer
-
-N_LAYERS, D_MODEL, N_HEADS, D_VOCAB, D_TC = 2, 16, 2, 40, 24
-
-
-@pytest.fixture(scope="module")
-def loaded() -> LoadedModel:
-    cfg = HookedTransformerConfig(
-        n_layers=N_LAYERS,
-        d_model=D_MODEL,
-        n_ctx=8,
-        d_head=8,
-        n_heads=N_HEADS,
-        d_vocab=D_VOCAB,
-        act_fn="gelu",
-        seed=0,
-    )
-    return LoadedModel(HookedTransformer(cfg), "tiny", "test", {"fold_ln": False})
-
-
-def make_set(sha: str = "a" * 64) -> TranscoderSet:
-    tcs = {}
-    for layer in range(N_LAYERS):
-        cfg = TranscoderConfig(
-            D_MODEL,
-            D_MODEL,
-            D_TC,
-            layer,
-            f"blocks.{layer}.ln2.hook_normalized",
-            f"blocks.{layer}.hook_mlp_out",
-        )
-        tcs[layer] = Transcoder(cfg)
-        torch.nn.init.normal_(tcs[layer].W_enc)
-    return TranscoderSet("tc", "tiny", "circuitcat", "/tmp/tc", tcs, {}, sha)
+from .tiny import D_TC, D_VOCAB, N_HEADS, N_LAYERS, make_set
 
 
 @pytest.fixture(params=["ladybug", pytest.param("neo4j", marks=pytest.mark.neo4j)])

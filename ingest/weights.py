@@ -1,0 +1,518 @@
+"""Input-invariant connections: feature -> feature, token -> feature, feature -> logit.
+
+Pure functions over weight tensors; nothing here holds a model or a store. Results are
+`WeightEdges` containers (or plain index/weight tensors) that a store writer turns into
+`VIRTUAL_WEIGHT`, `DEEMBEDS` and `PROMOTES` relationships.
+
+Dimension names (beyond those in ingest/transcoders/transcoder.py):
+    n_src       sources: features of an earlier layer (rows of W_dec), or tokens (rows of W_E)
+    n_dst       targets: features of a later layer (columns of W_enc)
+    d           the inner width of one product: d_model, or d_head through one head
+    k           sources kept per target
+    n_layers, n_heads, d_head   attention shapes as in HookedTransformer:
+                `model.W_V` [n_layers, n_heads, d_model, d_head],
+                `model.W_O` [n_layers, n_heads, d_head, d_model]
+
+Ranking: sources are ranked per target by |w| (both signs kept); among exactly equal |w| the
+lower source index comes first. Because that order is total, the result is the same for every
+block size and device (torch.topk alone breaks exact ties arbitrarily). rank 0 = largest |w|.
+
+Memory: V = W_dec_src @ W_enc_dst is reduced block by block (source rows x target columns), each
+block fused with a top-k and merged into a running [n_dst, k] top-k, so the extra memory is two
+block buffers plus the [n_dst, k] result, whatever n_src is.
+
+Heads: an MLP feature at layer l1 writes into resid_pre of l1 + 1, and the MLP at l2 reads the
+attention output of its own layer, so a head at layer a carries l1 -> l2 when l1 < a <= l2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from einops import einsum
+from jaxtyping import Float, Int64
+from torch import Tensor
+
+from circuitcat.catalog.errors import IngestError
+from circuitcat.ingest.transcoders.transcoder import TranscoderSet
+
+Rel = Literal["VIRTUAL_WEIGHT", "DEEMBEDS", "PROMOTES"]
+
+# Tuned on 2 CPU cores (bench/weights.py): big enough for BLAS to run at full speed and for
+# torch's CPU topk to take its fast partial-sort path (row length >= 64 x (k + 1)), small enough
+# that the two fp32 block buffers stay at 2 x 4096 x 4096 x 4 B = 128 MiB.
+SRC_BLOCK = 4096
+DST_BLOCK = 4096
+# Logit blocks hold rows x d_vocab fp32 values.
+LOGIT_BLOCK_ELEMS = 1 << 24
+
+
+@dataclass(frozen=True)
+class BlockSizes:
+    """Block shape of the blocked products: `src` source rows x `dst` target columns."""
+
+    src: int = SRC_BLOCK
+    dst: int = DST_BLOCK
+
+
+@dataclass(frozen=True)
+class WeightEdges:
+    """Edges of one kind between two layers, one row per edge (all tensors on the CPU).
+
+    `src_layer` is None when sources are tokens (DEEMBEDS); `dst_layer` is None when targets
+    are tokens (PROMOTES). `via` is "resid" or "attn:L.H". `w` = `w_raw` x the layer's scale
+    factor. `rank` counts from 0 within one target (one source feature and sign for PROMOTES).
+    """
+
+    src_layer: int | None
+    dst_layer: int | None
+    via: str
+    src_index: Int64[Tensor, " n"]
+    dst_index: Int64[Tensor, " n"]
+    w: Float[Tensor, " n"]
+    rank: Int64[Tensor, " n"]
+    w_raw: Float[Tensor, " n"] | None = None
+    rel: Rel = "VIRTUAL_WEIGHT"
+
+    def __post_init__(self) -> None:
+        cols = [self.src_index, self.dst_index, self.w, self.rank]
+        if self.w_raw is not None:
+            cols.append(self.w_raw)
+        if len({c.shape for c in cols}) != 1 or cols[0].dim() != 1:
+            raise IngestError(f"WeightEdges {self.via}: columns must be 1-D and the same length")
+
+    def __len__(self) -> int:
+        return int(self.w.shape[0])
+
+
+class SignedTopK(NamedTuple):
+    """Top-k columns per row, largest positive and most negative, each sorted from rank 0."""
+
+    pos_index: Int64[Tensor, "rows k"]
+    pos_w: Float[Tensor, "rows k"]
+    neg_index: Int64[Tensor, "rows k"]
+    neg_w: Float[Tensor, "rows k"]
+
+
+# ---------------------------------------------------------------------------------------------
+# selection helpers: exact top-k under (key, then lower index)
+
+
+def _f32(x: Tensor) -> Tensor:
+    return x.detach().to(torch.float32)
+
+
+def _finite(w: Tensor, what: str) -> Tensor:
+    # checked on the result, not the inputs, to stay O(result) in memory: topk and sort rank
+    # NaN above every number, so a NaN or inf anywhere in a product reaches the result
+    if not bool(torch.isfinite(w).all()):
+        raise IngestError(f"{what} has NaN or infinite values; check the weight files")
+    return w
+
+
+def _check_k(k: int, n: int) -> int:
+    if k < 1:
+        raise IngestError(f"top-k must be at least 1, got {k}")
+    return min(k, n)
+
+
+def _top_set(
+    key: Float[Tensor, "r c"], k: int, largest: bool, ids: Int64[Tensor, "r c"] | None = None
+) -> Int64[Tensor, "r k"]:
+    """Columns of the k best entries of each row (any order); ties go to the lower id
+    (`ids`, or the column itself when None)."""
+    n_rows, n = key.shape
+    if k >= n:
+        return torch.arange(n, device=key.device).expand(n_rows, n)
+    val, cols = torch.topk(key, k + 1, dim=1, largest=largest, sorted=True)
+    cols = cols[:, :k]
+    # the set is ambiguous only where the (k+1)-th value equals the k-th: rare, so those rows
+    # alone take the slow exact path
+    tied = (val[:, k] == val[:, k - 1]).nonzero().squeeze(1)
+    if tied.numel():
+        if ids is None:
+            order = torch.sort(key[tied], dim=1, descending=largest, stable=True).indices
+        else:
+            order = _lex_first(key[tied], ids[tied], k, descending=largest)
+        cols[tied] = order[:, :k]
+    return cols
+
+
+def _lex_first(
+    key: Float[Tensor, "r c"], idx: Int64[Tensor, "r c"], k: int, descending: bool
+) -> Int64[Tensor, "r k"]:
+    """Positions of the first k entries per row ordered by key, then by ascending idx."""
+    by_idx = torch.argsort(idx, dim=1)
+    by_key = torch.sort(key.gather(1, by_idx), dim=1, descending=descending, stable=True).indices
+    return by_idx.gather(1, by_key[:, :k])
+
+
+def _buffer_view(buf: Tensor, rows: int, cols: int) -> Tensor:
+    """A contiguous [rows, cols] view at the start of a flat buffer (edge blocks are smaller)."""
+    return buf[: rows * cols].view(rows, cols)
+
+
+# ---------------------------------------------------------------------------------------------
+# the blocked product with a running top-k
+
+
+def _block_topk(
+    src: Float[Tensor, "n_src d"],
+    dst_t: Float[Tensor, "t d"],
+    s0: int,
+    k: int,
+    src_block: int,
+    bufs: tuple[Tensor, Tensor],
+) -> tuple[Float[Tensor, "t k"], Int64[Tensor, "t k"]]:
+    """Top-k (signed weight, source index) per target within source rows s0 .. s0 + src_block."""
+    s = src[s0 : s0 + src_block]
+    # targets on rows so the top-k runs along contiguous memory; both buffers are reused
+    v = torch.matmul(dst_t, s.T, out=_buffer_view(bufs[0], dst_t.shape[0], s.shape[0]))
+    a = torch.abs(v, out=_buffer_view(bufs[1], dst_t.shape[0], s.shape[0]))
+    local = _top_set(a, k, largest=True)
+    return v.gather(1, local), local + s0
+
+
+def _topk_target_block(
+    src: Float[Tensor, "n_src d"],
+    dst_t: Float[Tensor, "t d"],
+    k: int,
+    src_block: int,
+    bufs: tuple[Tensor, Tensor],
+) -> tuple[Int64[Tensor, "t k"], Float[Tensor, "t k"]]:
+    """Top-k sources for one block of targets, streaming over blocks of source rows."""
+    run_w, run_i = _block_topk(src, dst_t, 0, k, src_block, bufs)
+    for s0 in range(src_block, src.shape[0], src_block):
+        blk_w, blk_i = _block_topk(src, dst_t, s0, k, src_block, bufs)
+        cand_w, cand_i = torch.cat([run_w, blk_w], dim=1), torch.cat([run_i, blk_i], dim=1)
+        keep = _top_set(cand_w.abs(), k, largest=True, ids=cand_i)
+        run_w, run_i = cand_w.gather(1, keep), cand_i.gather(1, keep)
+    # the running set is unordered; order it once: |w| descending, then source index
+    pos = _lex_first(run_w.abs(), run_i, k, descending=True)
+    return run_i.gather(1, pos), run_w.gather(1, pos)
+
+
+@torch.no_grad()
+def topk_virtual_weights(
+    W_dec_src: Float[Tensor, "n_src d"],
+    W_enc_dst: Float[Tensor, "d n_dst"],
+    k: int,
+    block_size: int = SRC_BLOCK,
+    target_block_size: int = DST_BLOCK,
+    scale: float = 1.0,
+) -> tuple[Int64[Tensor, "n_dst k"], Float[Tensor, "n_dst k"]]:
+    """Top-k sources per target column of V = W_dec_src @ W_enc_dst by |V|, signs kept.
+
+    Computed in blocks of `block_size` source rows x `target_block_size` target columns with a
+    running top-k merge; the full product is never held. k is clamped to n_src. Returns source
+    indices and weights (x `scale`), rank 0 first, on the inputs' device, fp32.
+    """
+    src, dst = _f32(W_dec_src), _f32(W_enc_dst)
+    if src.dim() != 2 or dst.dim() != 2 or src.shape[1] != dst.shape[0]:
+        raise IngestError(f"cannot multiply {tuple(src.shape)} by {tuple(dst.shape)}")
+    if block_size < 1 or target_block_size < 1:
+        raise IngestError("block sizes must be positive")
+    n_src, n_dst = src.shape[0], dst.shape[1]
+    k = _check_k(k, n_src)
+    idx = torch.empty(n_dst, k, dtype=torch.int64, device=src.device)
+    w = torch.empty(n_dst, k, dtype=torch.float32, device=src.device)
+    if k == 0 or n_dst == 0:
+        return idx, w
+    sb, tb = min(block_size, n_src), min(target_block_size, n_dst)
+    bufs = (src.new_empty(sb * tb), src.new_empty(sb * tb))
+    dst_t = dst.T
+    for t0 in range(0, n_dst, tb):
+        idx[t0 : t0 + tb], w[t0 : t0 + tb] = _topk_target_block(
+            src, dst_t[t0 : t0 + tb], k, sb, bufs
+        )
+    return idx, _finite(w, "the product W_dec @ W_enc") * scale
+
+
+# ---------------------------------------------------------------------------------------------
+# through attention heads
+
+
+@torch.no_grad()
+def head_ov_norms(
+    W_V_h: Float[Tensor, "d_model d_head"],
+    W_O_h: Float[Tensor, "d_head d_model"],
+    W_enc: Float[Tensor, "d_model n_dst"],
+) -> Float[Tensor, " n_dst"]:
+    """||OV e_j|| for every encoder column, OV = W_V @ W_O, without forming OV."""
+    u = _f32(W_O_h) @ _f32(W_enc)
+    W_V_h = _f32(W_V_h)
+    # ||W_V u||^2 = u^T (W_V^T W_V) u: a d_head x d_head Gram matrix instead of d_model x n_dst
+    sq = einsum(u, (W_V_h.T @ W_V_h) @ u, "d_head n_dst, d_head n_dst -> n_dst")
+    return sq.clamp_min(0).sqrt()
+
+
+def _check_heads(W_V: Tensor, W_O: Tensor, W_enc: Tensor, max_layer: int) -> None:
+    if W_V.dim() != 4 or W_O.dim() != 4:
+        raise IngestError("W_V and W_O must be [n_layers, n_heads, ...] as in HookedTransformer")
+    n_layers, n_heads, d_model, d_head = W_V.shape
+    if W_O.shape != (n_layers, n_heads, d_head, d_model) or W_enc.shape[0] != d_model:
+        raise IngestError(
+            f"W_V {tuple(W_V.shape)}, W_O {tuple(W_O.shape)} and W_enc {tuple(W_enc.shape)} do "
+            "not fit one model: is this transcoder set for this model?"
+        )
+    if not 0 <= max_layer < n_layers:
+        raise IngestError(f"layer {max_layer} is outside the model's {n_layers} layers")
+
+
+@torch.no_grad()
+def top_heads_per_feature(
+    W_V: Float[Tensor, "n_layers n_heads d_model d_head"],
+    W_O: Float[Tensor, "n_layers n_heads d_head d_model"],
+    W_enc: Float[Tensor, "d_model n_dst"],
+    n: int,
+    max_layer: int,
+    attn_scales: Mapping[int, float] | None = None,
+) -> tuple[Int64[Tensor, "n_dst n"], Float[Tensor, "n_dst n"]]:
+    """Top-n heads per target feature by ||OV e_j|| (x the head layer's ln1 factor).
+
+    Candidates are all heads in layers 0..max_layer; a head is returned as its flat index
+    layer * n_heads + head; ties go to the lower flat index.
+    """
+    _check_heads(W_V, W_O, W_enc, max_layer)
+    n_heads = W_V.shape[1]
+    norms = torch.stack(
+        [
+            head_ov_norms(W_V[a, h], W_O[a, h], W_enc) * _factor(attn_scales, a)
+            for a in range(max_layer + 1)
+            for h in range(n_heads)
+        ],
+        dim=1,
+    )
+    n = _check_k(n, norms.shape[1])
+    cand = _top_set(norms, n, largest=True)
+    pos = _lex_first(norms.gather(1, cand), cand, n, descending=True)
+    heads = cand.gather(1, pos)
+    return heads, norms.gather(1, heads)
+
+
+def topk_through_head(
+    W_dec_src: Float[Tensor, "n_src d_model"],
+    W_V_h: Float[Tensor, "d_model d_head"],
+    W_O_h: Float[Tensor, "d_head d_model"],
+    W_enc_dst: Float[Tensor, "d_model n_dst"],
+    k: int,
+    blocks: BlockSizes = BlockSizes(),
+) -> tuple[Int64[Tensor, "n_dst k"], Float[Tensor, "n_dst k"]]:
+    """Top-k sources per target of d_i W_V W_O e_j, kept factored: (W_dec W_V) @ (W_O W_enc)."""
+    src = _f32(W_dec_src) @ _f32(W_V_h)
+    dst = _f32(W_O_h) @ _f32(W_enc_dst)
+    return topk_virtual_weights(src, dst, k, blocks.src, blocks.dst)
+
+
+# ---------------------------------------------------------------------------------------------
+# tokens
+
+
+def topk_deembeds(
+    W_E: Float[Tensor, "d_vocab d_model"],
+    W_enc: Float[Tensor, "d_model d_transcoder"],
+    k: int,
+    blocks: BlockSizes = BlockSizes(),
+) -> tuple[Int64[Tensor, "d_transcoder k"], Float[Tensor, "d_transcoder k"]]:
+    """Top-k tokens per feature by |W_E e_j| (both signs): the direct token -> feature path."""
+    return topk_virtual_weights(W_E, W_enc, k, blocks.src, blocks.dst)
+
+
+@torch.no_grad()
+def topk_logits(
+    W_dec: Float[Tensor, "d_transcoder d_model"],
+    W_U: Float[Tensor, "d_model d_vocab"],
+    k: int,
+    block_elems: int = LOGIT_BLOCK_ELEMS,
+) -> SignedTopK:
+    """Top-k promoted (largest d_i . W_U) and suppressed (most negative) tokens per feature.
+
+    Blocked over features so at most `block_elems` logits are held; ties go to the lower id.
+    """
+    dec, unembed = _f32(W_dec), _f32(W_U)
+    if dec.shape[1] != unembed.shape[0]:
+        raise IngestError(f"W_dec {tuple(dec.shape)} does not fit W_U {tuple(unembed.shape)}")
+    k = _check_k(k, unembed.shape[1])
+    rows = max(1, block_elems // max(1, unembed.shape[1]))
+    parts: list[list[Tensor]] = [[], [], [], []]
+    for r0 in range(0, dec.shape[0], rows):
+        logits = dec[r0 : r0 + rows] @ unembed
+        for j, largest in ((0, True), (2, False)):
+            cand = _top_set(logits, k, largest)
+            vals = logits.gather(1, cand)
+            pos = _lex_first(vals, cand, k, descending=largest)
+            parts[j].append(cand.gather(1, pos))
+            parts[j + 1].append(vals.gather(1, pos))
+    empty = (torch.empty(0, k, dtype=torch.int64), torch.empty(0, k))
+    out = [torch.cat(p) if p else empty[i % 2] for i, p in enumerate(parts)]
+    _finite(torch.cat([out[1], out[3]]), "the logits W_dec @ W_U")
+    return SignedTopK(*out)
+
+
+# ---------------------------------------------------------------------------------------------
+# layer drivers: TranscoderSet -> WeightEdges, one container per (layer pair, path)
+
+
+def _factor(scales: Mapping[int, float] | None, layer: int) -> float:
+    return 1.0 if scales is None else float(scales.get(layer, 1.0))
+
+
+def _rows_to_edges(
+    row_ids: Int64[Tensor, " rows"], idx: Int64[Tensor, "rows k"], w_raw: Float[Tensor, "rows k"]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Flatten per-row top-k into (row, col, w_raw, rank) columns, dropping exact zeros."""
+    idx, w_raw = idx.cpu(), w_raw.cpu()
+    rows = row_ids.cpu()[:, None].expand_as(idx)
+    rank = torch.arange(idx.shape[1])[None, :].expand_as(idx)
+    keep = w_raw != 0
+    return rows[keep], idx[keep], w_raw[keep], rank[keep]
+
+
+def _edges(
+    rel: Rel,
+    layers: tuple[int | None, int | None],
+    via: str,
+    target_ids: Tensor,
+    topk: tuple[Tensor, Tensor],
+    factor: float,
+) -> WeightEdges:
+    """WeightEdges from a per-target top-k (rows = targets, values = source indices)."""
+    dst, src, w_raw, rank = _rows_to_edges(target_ids, *topk)
+    return WeightEdges(layers[0], layers[1], via, src, dst, w_raw * factor, rank, w_raw, rel)
+
+
+def _weights(tset: TranscoderSet, layer: int, device: str | None) -> tuple[Tensor, Tensor]:
+    tc = tset[layer]
+    return tc.W_dec.detach().to(device), tc.W_enc.detach().to(device)
+
+
+def _pairs(tset: TranscoderSet, pairs: Iterable[tuple[int, int]] | None) -> list[tuple[int, int]]:
+    layers = tset.layers
+    every = [(l1, l2) for l2 in layers for l1 in layers if l1 < l2]
+    if pairs is None:
+        return every
+    chosen = set(pairs)
+    if not chosen <= set(every):
+        raise IngestError(f"layer pairs {sorted(chosen - set(every))} are not l1 < l2 in the set")
+    return [p for p in every if p in chosen]
+
+
+def residual_edges(
+    tset: TranscoderSet,
+    k: int = 32,
+    scales: Mapping[int, float] | None = None,
+    pairs: Iterable[tuple[int, int]] | None = None,
+    blocks: BlockSizes = BlockSizes(),
+    device: str | None = None,
+) -> Iterator[WeightEdges]:
+    """VIRTUAL_WEIGHT via "resid" for every layer pair l1 < l2 (or the given `pairs`).
+
+    `scales[l]` multiplies weights into layer l: 1 / the mean ln2 scale of layer l measured in
+    the corpus pass, so magnitudes compare across layers. One container per pair, in order,
+    so a writer can resume after the last pair it stored.
+    """
+    for l1, l2 in _pairs(tset, pairs):
+        W_dec, _ = _weights(tset, l1, device)
+        _, W_enc = _weights(tset, l2, device)
+        topk = topk_virtual_weights(W_dec, W_enc, k, blocks.src, blocks.dst)
+        ids = torch.arange(W_enc.shape[1])
+        yield _edges("VIRTUAL_WEIGHT", (l1, l2), "resid", ids, topk, _factor(scales, l2))
+
+
+def _kept_heads(
+    heads: Int64[Tensor, "n_dst n"], n_heads: int
+) -> Iterator[tuple[int, int, Int64[Tensor, " m"]]]:
+    """(layer, head, targets that kept it) for every head some target kept."""
+    for flat in torch.unique(heads).tolist():
+        targets = (heads == flat).any(dim=1).nonzero().squeeze(1)
+        yield flat // n_heads, flat % n_heads, targets
+
+
+def attention_edges(
+    tset: TranscoderSet,
+    W_V: Float[Tensor, "n_layers n_heads d_model d_head"],
+    W_O: Float[Tensor, "n_layers n_heads d_head d_model"],
+    k: int = 32,
+    n_heads_per_feature: int = 4,
+    scales: Mapping[int, float] | None = None,
+    attn_scales: Mapping[int, float] | None = None,
+    pairs: Iterable[tuple[int, int]] | None = None,
+    blocks: BlockSizes = BlockSizes(),
+    device: str | None = None,
+) -> Iterator[WeightEdges]:
+    """VIRTUAL_WEIGHT via "attn:a.h": per target feature its top heads by ||OV e_j||, then
+    top-k sources through each kept head from every layer l1 < a (see the module docstring).
+
+    w = raw x scales[l2] x attn_scales[a] (ln1 factor of the head's layer).
+    """
+    chosen = _pairs(tset, pairs)
+    W_V, W_O = W_V.detach().to(device), W_O.detach().to(device)
+    for l2 in sorted({p[1] for p in chosen}):
+        _, W_enc = _weights(tset, l2, device)
+        heads, _ = top_heads_per_feature(W_V, W_O, W_enc, n_heads_per_feature, l2, attn_scales)
+        for a, h, targets in _kept_heads(heads.cpu(), W_V.shape[1]):
+            factor = _factor(scales, l2) * _factor(attn_scales, a)
+            for l1 in (p[0] for p in chosen if p[1] == l2 and p[0] < a):
+                W_dec, _ = _weights(tset, l1, device)
+                topk = topk_through_head(W_dec, W_V[a, h], W_O[a, h], W_enc[:, targets], k, blocks)
+                yield _edges("VIRTUAL_WEIGHT", (l1, l2), f"attn:{a}.{h}", targets, topk, factor)
+
+
+def deembed_edges(
+    tset: TranscoderSet,
+    W_E: Float[Tensor, "d_vocab d_model"],
+    k: int = 32,
+    scales: Mapping[int, float] | None = None,
+    heads: tuple[Tensor, Tensor] | None = None,
+    n_heads_per_feature: int = 4,
+    attn_scales: Mapping[int, float] | None = None,
+    blocks: BlockSizes = BlockSizes(),
+    device: str | None = None,
+) -> Iterator[WeightEdges]:
+    """DEEMBEDS token -> feature per layer: direct ("resid"), and through each feature's top
+    heads ("attn:a.h", a <= layer) when `heads` = (W_V, W_O) is given."""
+    W_E = W_E.detach().to(device)
+    if heads is not None:
+        W_V, W_O = (x.detach().to(device) for x in heads)
+    for layer in tset.layers:
+        _, W_enc = _weights(tset, layer, device)
+        ids = torch.arange(W_enc.shape[1])
+        factor = _factor(scales, layer)
+        direct = topk_deembeds(W_E, W_enc, k, blocks)
+        yield _edges("DEEMBEDS", (None, layer), "resid", ids, direct, factor)
+        if heads is None:
+            continue
+        top, _ = top_heads_per_feature(W_V, W_O, W_enc, n_heads_per_feature, layer, attn_scales)
+        for a, h, targets in _kept_heads(top.cpu(), W_V.shape[1]):
+            topk = topk_through_head(W_E, W_V[a, h], W_O[a, h], W_enc[:, targets], k, blocks)
+            f = factor * _factor(attn_scales, a)
+            yield _edges("DEEMBEDS", (None, layer), f"attn:{a}.{h}", targets, topk, f)
+
+
+def logit_edges(
+    tset: TranscoderSet,
+    W_U: Float[Tensor, "d_model d_vocab"],
+    k: int = 32,
+    scale: float = 1.0,
+    layers: Sequence[int] | None = None,
+    device: str | None = None,
+) -> Iterator[WeightEdges]:
+    """PROMOTES feature -> token per layer: top-k positive and top-k negative logits.
+
+    `scale` is the final LayerNorm's factor (1 / its mean scale). Ranks count per sign;
+    a positive-list entry <= 0 or a negative-list entry >= 0 is dropped.
+    """
+    W_U = W_U.detach().to(device)
+    for layer in tset.layers if layers is None else layers:
+        W_dec, _ = _weights(tset, layer, device)
+        top = topk_logits(W_dec, W_U, k)
+        ids = torch.arange(W_dec.shape[0])
+        # a small vocabulary can put one token in both lists; keep each on its own sign
+        pos = _rows_to_edges(ids, top.pos_index, top.pos_w.clamp_min(0))
+        neg = _rows_to_edges(ids, top.neg_index, top.neg_w.clamp_max(0))
+        cols = [pos, neg]
+        src, dst, w_raw, rank = (torch.cat(c) for c in zip(*cols, strict=True))
+        yield WeightEdges(layer, None, "resid", src, dst, w_raw * scale, rank, w_raw, "PROMOTES")

@@ -1,0 +1,236 @@
+"""`ingest weights`: input-invariant connections from weights.py, written into the catalog.
+
+VIRTUAL_WEIGHT (resid and through attention heads), DEEMBEDS and PROMOTES, one unit of work per
+(layer pair, path), written through the store's batched write path. The job's Run node records
+the units it has finished, so a killed job resumes after the last unit it stored; writes MERGE,
+so re-running a finished job adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from importlib.metadata import version
+
+import numpy as np
+import torch
+
+from circuitcat.catalog import CatalogStore, EdgeBatch, NodeKind, RelKind
+from circuitcat.catalog import schema as s
+from circuitcat.catalog.errors import IngestError
+from circuitcat.catalog.records import RunRecord, now_iso
+from circuitcat.catalog.records import records_to_batch as batch_of
+
+from . import weights as wts
+from .models import LoadedModel
+from .transcoders.transcoder import Transcoder, TranscoderSet
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class WeightsParams:
+    top_k: int = 32
+    heads_per_feature: int = 4
+    top_k_tokens: int = 16
+    top_k_logits: int = 16
+
+
+@dataclass
+class WeightsReport:
+    run_uid: str
+    edges: dict[str, int] = field(default_factory=dict)
+    units_done: int = 0
+    units_skipped: int = 0
+    scaled: bool = False
+
+
+def centered_writers(tset: TranscoderSet, normalization: str | None) -> TranscoderSet:
+    """A copy whose decoder rows are mean-centred when the model's LayerNorm centres its input:
+    what a later LayerNorm reads of d_i is d_i - mean(d_i) (divided by the scale)."""
+    if normalization not in ("LN", "LNPre"):
+        return tset
+    centred = {}
+    for layer, tc in tset.transcoders.items():
+        copy = Transcoder(tc.cfg)
+        copy.load_state_dict(tc.state_dict())
+        with torch.no_grad():
+            copy.W_dec.sub_(copy.W_dec.mean(dim=-1, keepdim=True))
+        centred[layer] = copy
+    return TranscoderSet(
+        tset.name, tset.model_name, tset.format, tset.source, centred, tset.processing, tset.sha256
+    )
+
+
+def _centre(w: torch.Tensor, normalization: str | None) -> torch.Tensor:
+    return w - w.mean(dim=-1, keepdim=True) if normalization in ("LN", "LNPre") else w
+
+
+def _layer_scales(store: CatalogStore, set_uid: str, layers: list[int]) -> dict[int, float]:
+    """1 / mean ln2 scale per layer from the corpus pass; empty if it has not run."""
+    rows = store.run_cypher(
+        "MATCH (t:TranscoderSet {uid: $uid}) RETURN t.ln2_scale_mean AS s", {"uid": set_uid}
+    ).rows
+    if not rows or not rows[0][0]:
+        return {}
+    return {layer: 1.0 / float(sc) for layer, sc in zip(layers, rows[0][0], strict=True)}
+
+
+def _fold_ln_weights(loaded: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """W_V and W_U as seen from the normalised residual: an unprocessed model still applies
+    ln1.w / ln_final.w before them (fold_ln already did this for processed models)."""
+    m = loaded.model
+    W_V, W_U = m.W_V.detach(), m.W_U.detach()
+    if m.cfg.normalization_type == "LN":
+        ln1_w = torch.stack([m.get_parameter(f"blocks.{i}.ln1.w") for i in range(m.cfg.n_layers)])
+        W_V = W_V * ln1_w.detach()[:, None, :, None]  # ln1_w: [layer, d_model]
+        W_U = W_U * m.get_parameter("ln_final.w").detach()[:, None]
+    return W_V, W_U
+
+
+Unit = tuple[str, Callable[[], Iterator[wts.WeightEdges]]]
+
+
+def _units(
+    loaded: LoadedModel, tset: TranscoderSet, p: WeightsParams, scales: dict[int, float]
+) -> list[Unit]:
+    """(unit name, edge generator) in a fixed order; a unit is the resume granularity."""
+    m, norm = loaded.model, loaded.model.cfg.normalization_type
+    W_V, W_U = _fold_ln_weights(loaded)
+    W_O, W_E = _centre(m.W_O.detach(), norm), _centre(m.W_E.detach(), norm)
+    units: list[Unit] = []
+    for pair in [(a, b) for a in tset.layers for b in tset.layers if a < b]:
+        units.append(
+            (
+                f"resid:{pair[0]}-{pair[1]}",
+                partial(wts.residual_edges, tset, p.top_k, scales, [pair]),
+            )
+        )
+        units.append(
+            (
+                f"attn:{pair[0]}-{pair[1]}",
+                partial(
+                    wts.attention_edges,
+                    tset,
+                    W_V,
+                    W_O,
+                    p.top_k,
+                    p.heads_per_feature,
+                    scales,
+                    None,
+                    [pair],
+                ),
+            )
+        )
+    units.append(
+        (
+            "deembeds",
+            partial(
+                wts.deembed_edges,
+                tset,
+                W_E,
+                p.top_k_tokens,
+                scales,
+                (W_V, W_O),
+                p.heads_per_feature,
+            ),
+        )
+    )
+    units.append(("logits", partial(wts.logit_edges, tset, W_U, p.top_k_logits)))
+    return units
+
+
+def to_batch(e: wts.WeightEdges, set_uid: str, model_uid: str, run: str) -> EdgeBatch:
+    """Index columns to uid columns (vectorised per layer), plus the edge properties."""
+
+    def uids(layer: int | None, index: torch.Tensor) -> np.ndarray:
+        idx = index.numpy()
+        if layer is None:
+            return np.array([s.token_uid(model_uid, int(i)) for i in idx], dtype=object)
+        table = np.array([s.feature_uid(set_uid, layer, i) for i in range(int(idx.max()) + 1)])
+        return table[idx]
+
+    n = len(e)
+    cols: dict[str, object] = {
+        "w": e.w.numpy().astype(np.float64),
+        "rank": e.rank.numpy(),
+        "run": [run] * n,
+    }
+    if e.w_raw is not None:
+        cols["w_raw"] = e.w_raw.numpy().astype(np.float64)
+    if e.rel != "PROMOTES":
+        cols["via"] = [e.via] * n
+    src_kind = NodeKind.TOKEN if e.src_layer is None else NodeKind.FEATURE
+    dst_kind = NodeKind.TOKEN if e.dst_layer is None else NodeKind.FEATURE
+    return EdgeBatch(
+        RelKind(e.rel),
+        src_kind,
+        dst_kind,
+        uids(e.src_layer, e.src_index),
+        uids(e.dst_layer, e.dst_index),
+        cols,
+    )  # type: ignore[arg-type]
+
+
+def _resume_run(store: CatalogStore, params: dict[str, object]) -> tuple[RunRecord, list[str]]:
+    """The newest unfinished weights run with the same parameters, or a new run."""
+    for row in store.query("runs", limit=1000):
+        if row["kind"] != "weights" or row["status"] == "done":
+            continue
+        stored = json.loads(row["params"] or "{}")
+        if {k: v for k, v in stored.items() if k != "done"} == params:
+            run = RunRecord(
+                job="weights",
+                started_at=row["started_at"],
+                params=stored,
+                code_version=version("circuitcat"),
+            )
+            return run, list(stored.get("done", []))
+    return RunRecord(job="weights", params=params, code_version=version("circuitcat")), []
+
+
+def run_weights(
+    store: CatalogStore,
+    loaded: LoadedModel,
+    tset: TranscoderSet,
+    params: WeightsParams = WeightsParams(),
+    progress: Progress | None = None,
+) -> WeightsReport:
+    """Compute and write every unit not yet done by an unfinished run with the same inputs."""
+    model_uid = s.model_uid(loaded.name)
+    set_uid = s.transcoder_set_uid(model_uid, tset.name)
+    if int(store.query("set_feature_count", set_uid=set_uid)[0]["n"]) == 0:
+        raise IngestError(
+            f"transcoder set {set_uid!r} is not in the catalog; run "
+            "`circuitcat ingest register` first"
+        )
+    scales = _layer_scales(store, set_uid, tset.layers)
+    job_params = {"set": set_uid, **params.__dict__, "scaled": bool(scales)}
+    run, done = _resume_run(store, job_params)
+    report = WeightsReport(run.uid, scaled=bool(scales), units_skipped=len(done))
+    store.write_nodes(batch_of([run]))
+    centred = centered_writers(tset, loaded.model.cfg.normalization_type)
+    with torch.no_grad():
+        for name, edges in _units(loaded, centred, params, scales):
+            if name in done:
+                continue
+            for e in edges():
+                if len(e):
+                    n = store.write_edges(to_batch(e, set_uid, model_uid, run.uid))
+                    report.edges[e.rel] = report.edges.get(e.rel, 0) + n
+            done.append(name)
+            report.units_done += 1
+            run = run.model_copy(update={"params": {**job_params, "done": done}})
+            store.write_nodes(batch_of([run]))
+            if progress:
+                progress(name, report.units_done + report.units_skipped)
+    finished = run.model_copy(update={"status": "done", "finished_at": now_iso()})
+    store.write_nodes(batch_of([finished]))
+    return report
+
+
+def count_units(tset: TranscoderSet) -> int:
+    n = len(tset.layers)
+    return n * (n - 1) + 2
