@@ -1,0 +1,584 @@
+"""Per-prompt attribution graphs: `attribute` builds a PromptGraph, `split_by_head` resolves
+edges by the attention head they pass through.
+
+Nodes, in this order: features (kept active transcoder features, by layer, pos, index), tokens
+(one per position: token + positional embedding), errors (one per layer and position), biases
+(one per layer: ln1 b, b_V, b_O, b_dec_out and the layer's encoder biases; one more, layer
+n_layers, for ln_final b, b_U and target offsets), then targets. Features, tokens, errors and
+biases are sources; features and targets are destinations.
+
+An edge src -> dst carries w = the direct effect of src on dst's input (a feature's
+pre-activation, a target's value) in the local replacement model (see frozen.py): every path
+through residual stream and frozen attention, none through another feature. For each
+destination the incoming w add up to `in_total` exactly (up to fp32 rounding).
+
+Shapes: see the glossary in ingest/attribution/frozen.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import Any, NamedTuple, TypeAlias, cast
+
+import torch
+from einops import einsum
+from jaxtyping import Float, Int64
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from circuitcat.catalog.errors import IngestError
+from circuitcat.ingest.attribution.frozen import (
+    FrozenPrompt,
+    Rows,
+    adjoint,
+    freeze,
+    normalize,
+    real_values,
+)
+from circuitcat.ingest.models import LoadedModel
+from circuitcat.ingest.transcoders.transcoder import TranscoderSet
+
+DEFAULT_BATCH = 64
+RESID = -1  # HeadEdges.via for the direct residual path
+
+log = logging.getLogger(__name__)
+
+
+class NodeKind(IntEnum):
+    FEATURE = 0
+    TOKEN = 1
+    ERROR = 2
+    BIAS = 3
+    TARGET = 4
+
+
+@dataclass(frozen=True)
+class LogitTarget:
+    """The logit of `token` at `pos` (negative counts from the end)."""
+
+    token: int
+    pos: int = -1
+
+
+@dataclass(frozen=True)
+class DirectionTarget:
+    """`vector` . ln_final(resid)[pos] + `offset`, e.g. a task's metric direction."""
+
+    vector: Tensor
+    pos: int = -1
+    offset: float = 0.0
+    name: str = "direction"
+
+
+@dataclass(frozen=True)
+class FeatureTarget:
+    """The pre-activation of transcoder feature `index` of `layer` at `pos`."""
+
+    layer: int
+    pos: int
+    index: int
+
+
+Target: TypeAlias = LogitTarget | DirectionTarget | FeatureTarget
+TargetLike: TypeAlias = Target | int | Tensor
+
+
+@dataclass
+class PromptGraph:
+    """One prompt's attribution graph (CPU tensors, fp32); no model or store reference.
+
+    Node columns: `kind` (NodeKind), `layer` (-1 for tokens; n_layers for the final bias and
+    final-residual targets), `pos` (-1 for biases), `index` (feature index; token id for
+    tokens and logit targets; -1 otherwise), `activation` (a feature's activation; ||vector||
+    for tokens and errors; 1 for biases; a target's value), `in_total` (what incoming edges add
+    up to: a feature's pre-activation, a target's value; NaN for sources).
+    Edges: `src`, `dst` (node indices), `w`; `src_pos`/`dst_pos` read `pos` through them.
+    `targets` holds the resolved targets (absolute positions), in target-node order.
+    `max_features` is what `attribute` was given (`split_by_head` re-freezes with it);
+    `n_active` counts active features before that cap. `influence` is set by `prune`, whose
+    subgraphs keep the node order above.
+    """
+
+    tokens: Int64[Tensor, " pos"]
+    n_layers: int
+    kind: Int64[Tensor, " n_nodes"]
+    layer: Int64[Tensor, " n_nodes"]
+    pos: Int64[Tensor, " n_nodes"]
+    index: Int64[Tensor, " n_nodes"]
+    activation: Float[Tensor, " n_nodes"]
+    in_total: Float[Tensor, " n_nodes"]
+    src: Int64[Tensor, " n_edges"]
+    dst: Int64[Tensor, " n_edges"]
+    w: Float[Tensor, " n_edges"]
+    targets: tuple[Target, ...]
+    max_features: int | None = None
+    n_active: int = 0
+    influence: Float[Tensor, " n_nodes"] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.kind.shape[0])
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.src.shape[0])
+
+    @property
+    def src_pos(self) -> Int64[Tensor, " n_edges"]:
+        return self.pos[self.src]
+
+    @property
+    def dst_pos(self) -> Int64[Tensor, " n_edges"]:
+        return self.pos[self.dst]
+
+    @property
+    def target_nodes(self) -> Int64[Tensor, " n_targets"]:
+        return torch.nonzero(self.kind == NodeKind.TARGET).flatten()
+
+    def node_key(self, node: int) -> tuple[int, int, int, int]:
+        """(kind, layer, pos, index): the same node in a full and a pruned graph."""
+        return (
+            int(self.kind[node]),
+            int(self.layer[node]),
+            int(self.pos[node]),
+            int(self.index[node]),
+        )
+
+    def incoming_totals(self) -> Float[Tensor, " n_nodes"]:
+        """The sum of each node's incoming edge weights."""
+        return torch.zeros(self.n_nodes, dtype=self.w.dtype).index_add_(0, self.dst, self.w)
+
+    def dense(self) -> Float[Tensor, "n_nodes n_nodes"]:
+        """The adjacency matrix, [dst, src] (small graphs only)."""
+        adj = torch.zeros(self.n_nodes, self.n_nodes, dtype=self.w.dtype)
+        return adj.index_put_((self.dst, self.src), self.w, accumulate=True)
+
+    def subgraph(self, nodes: Tensor, edges: Tensor) -> PromptGraph:
+        """The graph restricted to node mask `nodes` and edge mask `edges` (re-indexed)."""
+        keep_edges = edges & nodes[self.src] & nodes[self.dst]
+        new_id = torch.cumsum(nodes.long(), 0) - 1
+        cols = ("kind", "layer", "pos", "index", "activation", "in_total")
+        sub = {c: getattr(self, c)[nodes] for c in cols}
+        infl = None if self.influence is None else self.influence[nodes]
+        return replace(
+            self,
+            **sub,
+            src=new_id[self.src[keep_edges]],
+            dst=new_id[self.dst[keep_edges]],
+            w=self.w[keep_edges],
+            influence=infl,
+            meta=dict(self.meta),
+        )
+
+
+@dataclass(frozen=True)
+class HeadEdges:
+    """Graph edges split by route (first attention hop), parts of one edge sum to its w.
+
+    `edge` indexes the PromptGraph's edges; `via` is RESID (-1) for the path along the residual
+    stream at one position, else layer * n_heads + head for paths whose first attention hop is
+    that head (read at `src_pos`).
+    """
+
+    edge: Int64[Tensor, " n"]
+    src: Int64[Tensor, " n"]
+    dst: Int64[Tensor, " n"]
+    src_pos: Int64[Tensor, " n"]
+    dst_pos: Int64[Tensor, " n"]
+    via: Int64[Tensor, " n"]
+    w: Float[Tensor, " n"]
+    n_heads: int
+
+    def via_names(self) -> list[str]:
+        """'resid' or 'attn:L.H' per row, as stored on ATTRIBUTES relationships."""
+        return [
+            "resid" if v < 0 else f"attn:{v // self.n_heads}.{v % self.n_heads}"
+            for v in self.via.tolist()
+        ]
+
+
+def metric_direction(
+    model: HookedTransformer | LoadedModel,
+    positive: Sequence[int],
+    negative: Sequence[int],
+    *,
+    pos: int = -1,
+    name: str = "metric",
+) -> DirectionTarget:
+    """mean logit over `positive` tokens minus mean over `negative`, as a DirectionTarget
+    (e.g. years > YY versus years <= YY for greater-than)."""
+    ht = model.model if isinstance(model, LoadedModel) else model
+    if not positive or not negative:
+        raise IngestError("metric_direction needs at least one positive and one negative token")
+    W_U, b_U = ht.W_U.detach().float().cpu(), ht.b_U.detach().float().cpu()
+    pos_ids, neg_ids = torch.tensor(list(positive)), torch.tensor(list(negative))
+    vector = W_U[:, pos_ids].mean(1) - W_U[:, neg_ids].mean(1)
+    offset = float(b_U[pos_ids].mean() - b_U[neg_ids].mean())
+    return DirectionTarget(vector=vector, pos=pos, offset=offset, name=name)
+
+
+# --------------------------------------------------------------------------------------------
+# rows
+
+
+def _target(fp: FrozenPrompt, spec: TargetLike) -> Target:
+    if isinstance(spec, int):
+        spec = LogitTarget(spec)
+    elif isinstance(spec, Tensor):
+        spec = DirectionTarget(spec)
+    pos = spec.pos + fp.n_pos if spec.pos < 0 else spec.pos
+    if not 0 <= pos < fp.n_pos:
+        raise IngestError(f"target position {spec.pos} is outside the prompt ({fp.n_pos} tokens)")
+    if isinstance(spec, FeatureTarget) and spec.layer not in fp.W_enc:
+        raise IngestError(f"target layer {spec.layer} has no transcoder in this set")
+    if isinstance(spec, FeatureTarget) and not 0 <= spec.index < fp.W_enc[spec.layer].shape[1]:
+        raise IngestError(f"target feature {spec.index} is not a feature of layer {spec.layer}")
+    if isinstance(spec, LogitTarget) and not 0 <= spec.token < fp.W_U.shape[1]:
+        raise IngestError(f"target token {spec.token} is outside the vocabulary")
+    if isinstance(spec, DirectionTarget):
+        vector = spec.vector.detach().float().cpu().reshape(-1)
+        if vector.numel() != fp.emb.shape[1]:
+            raise IngestError(f"a direction target needs {fp.emb.shape[1]} entries (d_model)")
+        return replace(spec, pos=pos, vector=vector)
+    return replace(spec, pos=pos)
+
+
+def _target_row(fp: FrozenPrompt, t: Target) -> tuple[int, Tensor, Tensor]:
+    """(site, read, const) of one target."""
+    if isinstance(t, FeatureTarget):
+        return t.layer, fp.W_enc[t.layer][:, t.index], fp.enc_bias[t.layer][t.index]
+    if isinstance(t, LogitTarget):
+        v, offset = fp.W_U[:, t.token], fp.b_U[t.token]
+    else:
+        v, offset = t.vector.to(fp.device), torch.tensor(t.offset, device=fp.device)
+    return fp.n_layers, fp.lnf_w * v, fp.lnf_b @ v + offset
+
+
+def destination_rows(fp: FrozenPrompt, targets: Sequence[Target]) -> Rows:
+    """Rows for every kept feature (its pre-activation), then every target."""
+    reads, consts = [], []
+    for layer in sorted(fp.W_enc):
+        sel = fp.feat_layer == layer
+        reads.append(fp.W_enc[layer][:, fp.feat_index[sel]].T)
+        consts.append(fp.enc_bias[layer][fp.feat_index[sel]])
+    site = [fp.feat_layer]
+    for t in targets:
+        s, read, const = _target_row(fp, t)
+        site.append(torch.tensor([s], device=fp.device))
+        reads.append(read[None])
+        consts.append(const.reshape(1))
+    pos = [fp.feat_pos, torch.tensor([t.pos for t in targets], device=fp.device)]
+    return Rows(torch.cat(site), torch.cat(pos).long(), torch.cat(reads), torch.cat(consts))
+
+
+# --------------------------------------------------------------------------------------------
+# attribute
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Where each kind of source node starts among the n_src source columns."""
+
+    n_feat: int
+    n_pos: int
+    n_layers: int
+
+    @property
+    def token(self) -> int:
+        return self.n_feat
+
+    @property
+    def error(self) -> int:
+        return self.n_feat + self.n_pos
+
+    @property
+    def bias(self) -> int:
+        return self.error + self.n_layers * self.n_pos
+
+    @property
+    def n_src(self) -> int:
+        return self.bias + self.n_layers + 1
+
+
+def _columns(fp: FrozenPrompt) -> _Columns:
+    return _Columns(int(fp.feat_act.shape[0]), fp.n_pos, fp.n_layers)
+
+
+def attribute(
+    model: HookedTransformer | LoadedModel,
+    tset: TranscoderSet,
+    tokens: Sequence[int] | Int64[Tensor, " pos"],
+    target: TargetLike | Sequence[TargetLike],
+    *,
+    max_features: int | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    device: str | torch.device | None = None,
+) -> PromptGraph:
+    """The attribution graph of one prompt for one or more targets.
+
+    `target`: a token id or LogitTarget (a logit), a d_model vector or DirectionTarget (read
+    after ln_final, e.g. `metric_direction(...)`), a FeatureTarget (a feature's pre-activation),
+    or a sequence of them. Every kept active feature and every target is a destination row;
+    rows are backpropagated `batch_size` at a time through the frozen model (fp32, on `device`,
+    default the model's). `max_features` keeps the strongest active features (activation x
+    ||W_dec row||) and folds the others into the error nodes.
+    """
+    t0 = time.perf_counter()
+    fp = freeze(model, tset, tokens, max_features=max_features, device=device)
+    specs = [*target] if isinstance(target, list | tuple) else [cast(TargetLike, target)]
+    if not specs:
+        raise IngestError("attribute needs at least one target")
+    targets = tuple(_target(fp, t) for t in specs)
+    rows = destination_rows(fp, targets)
+    t1 = time.perf_counter()
+    src, dst, w = _edges(fp, rows, batch_size)
+    t2 = time.perf_counter()
+    log.debug("attribute: freeze %.3fs, %d rows in %.3fs", t1 - t0, len(rows), t2 - t1)
+    graph = _assemble(fp, targets, rows, src, dst, w)
+    graph.max_features = max_features
+    graph.meta.update(seconds=t2 - t0, set=tset.name, model=tset.model_name)
+    return graph
+
+
+def _edges(fp: FrozenPrompt, rows: Rows, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """All nonzero (src, dst, w) among the source columns and the destination rows."""
+    cols = _columns(fp)
+    srcs, dsts, ws = [], [], []
+    for site in rows.site.unique().tolist():
+        for chunk in torch.nonzero(rows.site == site).flatten().split(batch_size):
+            block = _source_block(fp, rows.take(chunk), cols)
+            r, c = torch.nonzero(block, as_tuple=True)
+            row = chunk[r]
+            dsts.append(torch.where(row < cols.n_feat, row, row + cols.n_src - cols.n_feat))
+            srcs.append(c)
+            ws.append(block[r, c])
+    if not ws:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty, torch.zeros(0)
+    return torch.cat(srcs).cpu(), torch.cat(dsts).cpu(), torch.cat(ws).cpu()
+
+
+def _source_block(fp: FrozenPrompt, rows: Rows, cols: _Columns) -> Float[Tensor, "rows n_src"]:
+    """The direct effect of every source node on each row (all rows at one site)."""
+    site = int(rows.site[0])
+    out = torch.zeros(len(rows), cols.n_src, device=fp.device)
+    out[:, cols.bias + site] += rows.const
+    # features are ordered by (layer, pos): those at (layer, pos) are [starts[i], starts[i + 1])
+    cell = fp.feat_layer * fp.n_pos + fp.feat_pos
+    starts = torch.searchsorted(cell, torch.arange(fp.n_layers * fp.n_pos + 1, device=fp.device))
+    for step in adjoint(fp, rows):
+        k, g = step.level, step.grad
+        out[:, cols.bias + k] += step.bias
+        if k == 0:
+            out[:, cols.token : cols.error] = (g * fp.emb).sum(-1)
+            continue
+        layer = k - 1
+        lo = cols.error + layer * cols.n_pos
+        out[:, lo : lo + cols.n_pos] = (g * fp.errors[layer]).sum(-1)
+        out[:, cols.bias + layer] += g.sum(1) @ fp.b_dec_out[layer]
+        bounds = starts[layer * fp.n_pos : (layer + 1) * fp.n_pos + 1].tolist()
+        for p, (a, b) in enumerate(itertools.pairwise(bounds)):
+            if b > a:  # z_i * (grad at the feature's position . its W_dec row)
+                out[:, a:b] = (g[:, p] @ fp.feat_dec[a:b].T) * fp.feat_act[a:b]
+    return out
+
+
+def _assemble(
+    fp: FrozenPrompt, targets: tuple[Target, ...], rows: Rows, src: Tensor, dst: Tensor, w: Tensor
+) -> PromptGraph:
+    """The node table (features, tokens, errors, biases, targets) around the edges."""
+    L, P, dev, n_f = fp.n_layers, fp.n_pos, fp.device, int(fp.feat_act.shape[0])
+    values = real_values(fp, rows)
+
+    def full(n: int, fill: int) -> Tensor:
+        return torch.full((n,), fill, dtype=torch.long, device=dev)
+
+    def ar(n: int) -> Tensor:
+        return torch.arange(n, device=dev)
+
+    t_index = [
+        t.index if isinstance(t, FeatureTarget) else t.token if isinstance(t, LogitTarget) else -1
+        for t in targets
+    ]
+    blocks: list[tuple[NodeKind, Tensor, Tensor, Tensor, Tensor]] = [
+        # kind, layer, pos, index, activation
+        (NodeKind.FEATURE, fp.feat_layer, fp.feat_pos, fp.feat_index, fp.feat_act),
+        (NodeKind.TOKEN, full(P, -1), ar(P), fp.tokens, fp.emb.norm(dim=-1)),
+        (
+            NodeKind.ERROR,
+            ar(L).repeat_interleave(P),
+            ar(P).repeat(L),
+            full(L * P, -1),
+            fp.errors.norm(dim=-1).flatten(),
+        ),
+        (NodeKind.BIAS, ar(L + 1), full(L + 1, -1), full(L + 1, -1), torch.ones(L + 1, device=dev)),
+        (NodeKind.TARGET, rows.site[n_f:], rows.pos[n_f:], torch.tensor(t_index), values[n_f:]),
+    ]
+    kind = torch.cat([full(len(b[1]), int(b[0])) for b in blocks])
+    layer, pos, index, activation = (
+        torch.cat([b[i].to(dev) for b in blocks])  # type: ignore[union-attr]
+        for i in (1, 2, 3, 4)
+    )
+    in_total = torch.full_like(activation, float("nan"))
+    in_total[kind == NodeKind.FEATURE] = values[:n_f]
+    in_total[kind == NodeKind.TARGET] = values[n_f:]
+    return PromptGraph(
+        tokens=fp.tokens.cpu(),
+        n_layers=L,
+        kind=kind.cpu(),
+        layer=layer.long().cpu(),
+        pos=pos.long().cpu(),
+        index=index.long().cpu(),
+        activation=activation.float().cpu(),
+        in_total=in_total.float().cpu(),
+        src=src,
+        dst=dst,
+        w=w,
+        targets=targets,
+        n_active=fp.n_active,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# split by head
+
+
+def split_by_head(
+    model: HookedTransformer | LoadedModel,
+    tset: TranscoderSet,
+    tokens: Sequence[int] | Int64[Tensor, " pos"],
+    graph: PromptGraph,
+    edges: Int64[Tensor, " k"] | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    device: str | torch.device | None = None,
+) -> HeadEdges:
+    """Split `edges` of `graph` (default: all from features, tokens and errors) by route.
+
+    An edge's paths are grouped by their first attention hop: RESID (along the residual stream
+    at one position, only when src_pos == dst_pos) or head (a, h), which reads the source at
+    src_pos and moves it to some position. Parts of one edge sum to its w. Works on pruned
+    graphs too: the prompt is re-frozen with the graph's `max_features`. Bias edges have no
+    single entry point and are refused.
+    """
+    fp = freeze(model, tset, tokens, max_features=graph.max_features, device=device)
+    if not torch.equal(fp.tokens.cpu(), graph.tokens) or fp.n_active != graph.n_active:
+        raise IngestError("split_by_head: the graph was built from another prompt or set")
+    src_kind = graph.kind[graph.src]
+    splittable = src_kind != NodeKind.BIAS
+    if edges is None:
+        edges = torch.nonzero(splittable).flatten()
+    elif not bool(splittable[edges].all()):
+        raise IngestError("split_by_head: edges from bias nodes cannot be split by head")
+    sources = _source_vectors(fp, graph, graph.src[edges])
+    dst_nodes, edge_row = torch.unique(graph.dst[edges], return_inverse=True)
+    rows = _graph_rows(fp, graph, dst_nodes)
+    parts: list[tuple[Tensor, Tensor, Tensor]] = []
+    for site in rows.site.unique().tolist():
+        for chunk in torch.nonzero(rows.site == site).flatten().split(batch_size):
+            sel = torch.nonzero(torch.isin(edge_row, chunk.cpu())).flatten()
+            local = torch.searchsorted(chunk.cpu(), edge_row[sel])
+            picked = _Sources(*(t[sel] for t in sources))
+            parts += _split_chunk(fp, rows.take(chunk), picked, local, edges[sel])
+    edge, via, w = (torch.cat([p[i] for p in parts]) for i in range(3))
+    return HeadEdges(
+        edge=edge,
+        src=graph.src[edge],
+        dst=graph.dst[edge],
+        src_pos=graph.pos[graph.src[edge]],
+        dst_pos=graph.pos[graph.dst[edge]],
+        via=via,
+        w=w,
+        n_heads=fp.n_heads,
+    )
+
+
+class _Sources(NamedTuple):
+    """Source nodes as what they write into the residual stream, where and at which level."""
+
+    vector: Float[Tensor, "e d_model"]
+    pos: Int64[Tensor, " e"]
+    level: Int64[Tensor, " e"]
+
+
+def _source_vectors(fp: FrozenPrompt, graph: PromptGraph, nodes: Tensor) -> _Sources:
+    """What each source node (feature, token, error) writes, at which position and level."""
+    kind, layer, pos = graph.kind[nodes], graph.layer[nodes], graph.pos[nodes]
+    vector = torch.zeros(len(nodes), fp.emb.shape[1])
+    is_tok, is_err, is_feat = (
+        kind == k for k in (NodeKind.TOKEN, NodeKind.ERROR, NodeKind.FEATURE)
+    )
+    vector[is_tok] = fp.emb[pos[is_tok].to(fp.device)].cpu()
+    vector[is_err] = fp.errors[layer[is_err].to(fp.device), pos[is_err].to(fp.device)].cpu()
+    found = _find_features(fp, layer[is_feat], pos[is_feat], graph.index[nodes][is_feat])
+    vector[is_feat] = (fp.feat_act[found, None] * fp.feat_dec[found]).cpu()
+    level = torch.where(is_tok, 0, layer + 1)
+    return _Sources(vector, pos, level)
+
+
+def _find_features(fp: FrozenPrompt, layer: Tensor, pos: Tensor, index: Tensor) -> Tensor:
+    """Rows of fp's kept features with these (layer, pos, index); IngestError if one is absent."""
+    both = torch.cat([fp.feat_index.cpu(), index.cpu(), torch.zeros(1, dtype=torch.long)])
+    n_index = int(both.max()) + 1
+
+    def key(la: Tensor, po: Tensor, ix: Tensor) -> Tensor:
+        return (la.cpu() * fp.n_pos + po.cpu()) * n_index + ix.cpu()
+
+    keys = key(fp.feat_layer, fp.feat_pos, fp.feat_index)  # sorted: features are ordered
+    wanted = key(layer, pos, index)
+    found = torch.searchsorted(keys, wanted).clamp(max=max(len(keys) - 1, 0))
+    if len(wanted) and (not len(keys) or not torch.equal(keys[found], wanted)):
+        raise IngestError("split_by_head: a feature of the graph is not active on this prompt")
+    return found.to(fp.device)
+
+
+def _graph_rows(fp: FrozenPrompt, graph: PromptGraph, nodes: Tensor) -> Rows:
+    """Rows (site, pos, read, const) of destination nodes of `graph`."""
+    target_rank = torch.cumsum(graph.kind == NodeKind.TARGET, 0) - 1
+    site, read, const = [], [], []
+    for node in nodes.tolist():
+        if graph.kind[node] == NodeKind.TARGET:
+            s, r, c = _target_row(fp, graph.targets[int(target_rank[node])])
+        else:
+            s = int(graph.layer[node])
+            idx = int(graph.index[node])
+            r, c = fp.W_enc[s][:, idx], fp.enc_bias[s][idx]
+        site.append(s)
+        read.append(r)
+        const.append(c.reshape(()))
+    dev = fp.device
+    return Rows(
+        torch.tensor(site, device=dev),
+        graph.pos[nodes].to(dev),
+        torch.stack(read),
+        torch.stack(const),
+    )
+
+
+def _split_chunk(
+    fp: FrozenPrompt, rows: Rows, src: _Sources, local: Int64[Tensor, " e"], edge_ids: Tensor
+) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """(edge, via, w) parts of the edges whose destinations are `rows` (one site).
+
+    `local[e]` is edge e's row within `rows`.
+    """
+    dev, n_heads = fp.device, fp.n_heads
+    x, src_pos, level, r = src.vector.to(dev), src.pos.to(dev), src.level.to(dev), local.to(dev)
+    site = int(rows.site[0])
+    seed = normalize(rows.read, fp.scale_at(site)[rows.pos], fp.center)
+    direct = (x * seed[r]).sum(-1) * (src_pos == rows.pos[r])
+    out = [(edge_ids, torch.full_like(edge_ids, RESID), direct.cpu())]
+    for step in adjoint(fp, rows, heads=True):
+        if step.heads is None:
+            continue
+        w = einsum(step.heads[r, :, src_pos], x, "e n_heads d_model, e d_model -> e n_heads")
+        w = (w * (level <= step.level)[:, None]).cpu()
+        via = step.level * n_heads + torch.arange(n_heads).expand_as(w)
+        out.append((edge_ids[:, None].expand_as(w).reshape(-1), via.reshape(-1), w.reshape(-1)))
+    return [(e[w != 0], v[w != 0], w[w != 0]) for e, v, w in out]
