@@ -32,6 +32,8 @@ class NodeKind(StrEnum):
     PROMPT = "Prompt"
     RUN = "Run"
     CIRCUIT = "Circuit"
+    ERROR = "Error"  # per-prompt error/bias terms: transcoder error, bias, pruned remainder
+    TARGET = "Target"  # what a prompt graph explains: a logit, a metric direction, a feature
 
 
 class RelKind(StrEnum):
@@ -114,6 +116,9 @@ NODE_PROPS: dict[NodeKind, dict[str, PropType]] = {
         "n_features": INT,
         "faithfulness": S,
     },
+    # One node per (set, layer, kind); the prompt and position live on the ATTRIBUTES edges.
+    NodeKind.ERROR: {"set": S, "layer": INT, "kind": S},
+    NodeKind.TARGET: {"task": S, "name": S, "kind": S},
 }
 for _props in NODE_PROPS.values():
     _props["run"] = S
@@ -139,14 +144,17 @@ REL_SPECS: dict[RelKind, RelSpec] = {
     RelKind.ATTRIBUTES: RelSpec(
         tuple(
             (src, dst)
-            for src in (NodeKind.FEATURE, NodeKind.TOKEN, NodeKind.HEAD)
-            for dst in (NodeKind.FEATURE, NodeKind.TOKEN)
+            for src in (NodeKind.FEATURE, NodeKind.TOKEN, NodeKind.HEAD, NodeKind.ERROR)
+            for dst in (NodeKind.FEATURE, NodeKind.TOKEN, NodeKind.TARGET)
         ),
         {"prompt": S, "w": F, "src_pos": INT, "dst_pos": INT, "via": S, "run": S},
         ("prompt", "src_pos", "dst_pos", "via"),
     ),
     RelKind.CONTAINS: RelSpec(
-        tuple((NodeKind.CIRCUIT, dst) for dst in (NodeKind.FEATURE, NodeKind.HEAD, NodeKind.TOKEN)),
+        tuple(
+            (NodeKind.CIRCUIT, dst)
+            for dst in (NodeKind.FEATURE, NodeKind.HEAD, NodeKind.TOKEN, NodeKind.ERROR)
+        ),
         {"score": F, "run": S},
     ),
     RelKind.OF_TASK: RelSpec(((NodeKind.PROMPT, NodeKind.TASK),), {"run": S}),
@@ -202,3 +210,12 @@ def run_uid(kind: str, started_at: str) -> str:
 
 def circuit_uid(set_uid: str, task: str, name: str) -> str:
     return f"{set_uid}/circuit/{task}/{name}"
+
+
+def error_uid(set_uid: str, layer: int, kind: str) -> str:
+    """kind: "transcoder_error", "bias" or "remainder"; layer -1 for terms after the last layer."""
+    return f"{set_uid}/L{layer}/{kind}"
+
+
+def target_uid(task: str, name: str) -> str:
+    return f"{task}/target/{name}"

@@ -107,7 +107,27 @@ def node_batches() -> list[NodeBatch]:
         faithfulness={"circuit": 0.8},
         run=RUN.uid,
     )
+    error = NodeBatch(
+        NodeKind.ERROR,
+        {
+            "uid": [s.error_uid(SET.uid, 1, "transcoder_error")],
+            "set": [SET.uid],
+            "layer": [1],
+            "kind": ["transcoder_error"],
+        },
+    )
+    target = NodeBatch(
+        NodeKind.TARGET,
+        {
+            "uid": [s.target_uid("greater-than", "prob_diff")],
+            "task": ["greater-than"],
+            "name": ["prob_diff"],
+            "kind": ["metric"],
+        },
+    )
     return [
+        error,
+        target,
         records_to_batch([RUN]),
         records_to_batch([model]),
         records_to_batch([SET]),
@@ -254,6 +274,21 @@ def edge_batches() -> list[EdgeBatch]:
             [MODEL],
             {"run": run},
         ),
+        EdgeBatch(
+            RelKind.ATTRIBUTES,
+            NodeKind.ERROR,
+            NodeKind.TARGET,
+            [s.error_uid(SET.uid, 1, "transcoder_error")],
+            [s.target_uid("greater-than", "prob_diff")],
+            {
+                "prompt": [prompt],
+                "w": [-0.05],
+                "src_pos": [5],
+                "dst_pos": [5],
+                "via": ["resid"],
+                "run": run,
+            },
+        ),
     ]
 
 
@@ -274,12 +309,14 @@ EXPECTED_NODES = {
     "Prompt": 2,
     "Run": 1,
     "Circuit": 1,
+    "Error": 1,
+    "Target": 1,
 }
 EXPECTED_RELS = {
     "VIRTUAL_WEIGHT": 48,
     "DEEMBEDS": 10,
     "PROMOTES": 5,
-    "ATTRIBUTES": 4,
+    "ATTRIBUTES": 5,
     "CONTAINS": 3,
     "OF_TASK": 2,
     "IN_SET": 18,
