@@ -6,6 +6,10 @@ starts fast.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -62,3 +66,91 @@ def register(
         f"{verb}: {report.set_uid} ({report.n_features} features, {report.n_tokens} "
         f"tokens, {report.n_heads} heads) in {s.uri}"
     )
+
+
+@app.command("features")
+@handle_errors
+def features(
+    model: Annotated[str, typer.Option(help="'toy-years', a local model folder, or a hub name.")],
+    transcoders: Annotated[str, typer.Option(help="Transcoder folder/file, or 'toy-years'.")],
+    corpus: Annotated[
+        str, typer.Option(help="Text file (a document a line), .jsonl ('text'), folder, or 'toy'.")
+    ],
+    name: Annotated[str | None, typer.Option(help="The set's registered name.")] = None,
+    n_docs: Annotated[int, typer.Option(help="Documents generated for --corpus toy.")] = 2000,
+    max_tokens: Annotated[int | None, typer.Option(help="Stop after this many tokens.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 32,
+    ctx: Annotated[int | None, typer.Option(help="Window length [default: model n_ctx].")] = None,
+    allow_pickle: Annotated[
+        bool, typer.Option(help="Allow .pt pickles (trusted files only).")
+    ] = False,
+    device: DeviceOption = "auto",
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder [default: per-user cache].")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="torch CPU threads [default: torch's choice].")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Stream a corpus through the model and transcoders and record per-feature statistics
+    (density, activations, histogram, top contexts, top logits). Resumes a killed run."""
+    from circuitcat.ingest.corpus import open_corpus
+    from circuitcat.ingest.features import run_features
+    from circuitcat.ingest.models import load_model
+    from circuitcat.ingest.transcoders.load import load_transcoders
+
+    if threads:  # on busy shared cores one thread can be ~10x faster than two
+        import torch
+
+        torch.set_num_threads(threads)
+    dev = pick_device(device)
+    loaded = load_model(model, dev)
+    tset = load_transcoders(transcoders, loaded, allow_pickle=allow_pickle, device=dev)
+    tset.name = name or tset.name
+    source = open_corpus(corpus, n_docs=n_docs, n_ctx=ctx or loaded.model.cfg.n_ctx)
+    with open_store(store) as s, _token_progress() as progress:
+        stats = run_features(
+            s,
+            loaded,
+            tset,
+            source,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            ctx=ctx,
+            checkpoint_dir=checkpoint_dir,
+            device=dev,
+            progress=progress,
+        )
+    live = ", ".join(f"L{layer} {stats.live(layer)}/{tset.d_transcoder}" for layer in tset.layers)
+    resumed = f" (resumed after {stats.resumed_batches} batches)" if stats.resumed_batches else ""
+    typer.echo(
+        f"features: {stats.set_uid}: {stats.tokens:,} tokens in {stats.seconds:.1f} s "
+        f"({stats.tokens / max(stats.seconds, 1e-9):,.0f} tokens/s){resumed}; live features {live}"
+    )
+
+
+@contextmanager
+def _token_progress() -> Iterator[Callable[[int, int | None], None]]:
+    """A rich progress bar on stderr, fed as `progress(tokens_done, tokens_total)`."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("tokens"),
+        BarColumn(),
+        TextColumn("{task.fields[count]} {task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("tokens", total=None, count="", rate="")
+        t0, first = time.perf_counter(), -1
+
+        def update(done: int, total: int | None) -> None:
+            nonlocal first
+            first = done if first < 0 else first  # a resumed run starts part-way
+            rate = (done - first) / max(time.perf_counter() - t0, 1e-9)
+            count = f"{done:,}/{total:,}" if total is not None else f"{done:,}"
+            bar.update(task, completed=done, total=total, count=count, rate=f"{rate:,.0f} tok/s")
+
+        yield update

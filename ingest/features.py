@@ -1,0 +1,661 @@
+"""`ingest features`: the corpus pass. Streams a tokenised corpus through the model and its
+transcoders and records, per feature, what it responds to.
+
+Per feature, over every token of the corpus (a feature fires where its activation is > 0):
+    density       firing tokens / all tokens
+    act_mean      mean activation over the tokens where it fires (null when it never fires)
+    act_max       largest activation (0 when it never fires)
+    act_hist      firing-activation counts over `edges = hist_edges(n_bins)` (log-spaced,
+                  10^HIST_LOG10_MIN .. 10^HIST_LOG10_MAX): [0] underflow 0 < a < edges[0];
+                  [1 + i] edges[i] <= a < edges[i + 1]; the last bin also counts
+                  a >= edges[-1]. n_bins + 1 floats, summing to the firing count.
+    top_contexts  the k corpus windows (model contexts) whose max activation is largest, ranked
+                  by (value desc, window index asc); each keeps the tokens around its max
+                  position (`context_window` = 8 before, 2 after, clipped to the window), this
+                  feature's activation on each, `pos` (the max position within the window) and
+                  `value`. Kept with a streaming top-k: activations are never stored.
+    top_logits    top positive and negative d_i . W_U tokens (weights.topk_logits)
+and per layer the mean of `blocks.L.ln2.hook_scale` over tokens (TranscoderSet.ln2_scale_mean).
+
+Accumulators are plain dataclasses of tensors; `batch_layer_stats` turns one batch into one, and
+`merge_layer_stats` merges two (counts, max and top-k exactly as one pass over everything;
+sums up to fp64 rounding).
+Resumable: every `checkpoint_every` batches the accumulators are saved with a fingerprint of
+tokens, model, set and parameters; a re-run with equal inputs resumes bit-for-bit.
+
+Dimension names (beyond ingest/transcoders/transcoder.py):
+    k        top contexts kept per feature
+    window   tokens kept around a context's max position: before + 1 + after
+    n_hist   histogram bins: one underflow bin + n_bins log-spaced bins
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int64
+from torch import Tensor
+
+from circuitcat.catalog import CatalogStore, NodeBatch, NodeKind
+from circuitcat.catalog import schema as s
+from circuitcat.catalog.errors import IngestError
+from circuitcat.catalog.records import RunRecord, now_iso
+from circuitcat.catalog.records import records_to_batch as batch_of
+
+from .corpus import Corpus, TokenStream, tokenize
+from .models import LoadedModel
+from .transcoders.transcoder import TranscoderSet
+from .weights import topk_logits
+
+# Activation histogram: n_bins log-spaced bins from 10^-3 to 10^2 (plus the underflow bin).
+HIST_LOG10_MIN, HIST_LOG10_MAX = -3.0, 2.0
+HIST_BINS = 20
+CONTEXT_WINDOW = (8, 2)
+TOP_K_CONTEXTS = 10
+TOP_K_LOGITS = 10
+CHECKPOINT_EVERY = 50
+CHECKPOINT_VERSION = 1
+EMPTY_SEQ = torch.iinfo(torch.int64).max  # window index of an empty top-k slot: ranks last
+
+Progress = Callable[[int, int | None], None]
+
+
+def hist_edges(n_bins: int = HIST_BINS) -> Float[Tensor, " n_hist"]:
+    """The n_bins + 1 log-spaced bin edges, 10^HIST_LOG10_MIN .. 10^HIST_LOG10_MAX (fp32)."""
+    return torch.logspace(HIST_LOG10_MIN, HIST_LOG10_MAX, n_bins + 1, dtype=torch.float64).float()
+
+
+# ---- containers ----------------------------------------------------------------------------
+
+
+@dataclass
+class TopContexts:
+    """Per feature, the top-k contexts. Empty slots: value -inf, seq EMPTY_SEQ, pos -1."""
+
+    value: Float[Tensor, "d_transcoder k"]
+    seq: Int64[Tensor, "d_transcoder k"]  # window index in the token stream
+    pos: Int64[Tensor, "d_transcoder k"]  # position of the max within that window
+    tokens: Int64[Tensor, "d_transcoder k window"]  # token ids, -1 outside the window
+    acts: Float[Tensor, "d_transcoder k window"]  # this feature's activations, 0 outside
+
+
+@dataclass
+class LayerStats:
+    """Running sums for one layer's features; `scale_sum` sums ln2 hook_scale over tokens."""
+
+    fires: Int64[Tensor, " d_transcoder"]
+    act_sum: Float[Tensor, " d_transcoder"]  # fp64
+    act_max: Float[Tensor, " d_transcoder"]
+    hist: Int64[Tensor, "d_transcoder n_hist"]
+    top: TopContexts
+    scale_sum: Float[Tensor, ""]  # fp64
+
+
+@dataclass
+class FeatureStats:
+    """What the corpus pass measured, plus its provenance; no model or store reference."""
+
+    set_uid: str
+    layers: dict[int, LayerStats]
+    tokens: int = 0
+    batches: int = 0
+    fingerprint: str = ""
+    run_uid: str = ""
+    seconds: float = 0.0
+    resumed_batches: int = 0
+
+    def density(self, layer: int) -> Float[Tensor, " d_transcoder"]:
+        return self.layers[layer].fires.double() / max(self.tokens, 1)
+
+    def act_mean(self, layer: int) -> Float[Tensor, " d_transcoder"]:
+        """Mean over firing tokens; NaN for features that never fire."""
+        st = self.layers[layer]
+        return st.act_sum / st.fires.double()
+
+    def ln2_scale_mean(self, layer: int) -> float:
+        return float(self.layers[layer].scale_sum) / max(self.tokens, 1)
+
+    def live(self, layer: int) -> int:
+        return int((self.layers[layer].fires > 0).sum())
+
+
+# ---- pure functions over the containers ----------------------------------------------------
+
+
+def empty_top_contexts(
+    d_transcoder: int, k: int, window: int, device: torch.device | str = "cpu"
+) -> TopContexts:
+    shape = (d_transcoder, k)
+    return TopContexts(
+        torch.full(shape, -torch.inf, device=device),
+        torch.full(shape, EMPTY_SEQ, dtype=torch.int64, device=device),
+        torch.full(shape, -1, dtype=torch.int64, device=device),
+        torch.full((*shape, window), -1, dtype=torch.int64, device=device),
+        torch.zeros((*shape, window), device=device),
+    )
+
+
+def empty_layer_stats(
+    d_transcoder: int, k: int, window: int, n_hist: int, device: torch.device | str = "cpu"
+) -> LayerStats:
+    return LayerStats(
+        torch.zeros(d_transcoder, dtype=torch.int64, device=device),
+        torch.zeros(d_transcoder, dtype=torch.float64, device=device),
+        torch.zeros(d_transcoder, device=device),
+        torch.zeros(d_transcoder, n_hist, dtype=torch.int64, device=device),
+        empty_top_contexts(d_transcoder, k, window, device),
+        torch.zeros((), dtype=torch.float64, device=device),
+    )
+
+
+def histogram(
+    acts: Float[Tensor, "n d_transcoder"], edges: Float[Tensor, " n_hist"]
+) -> Int64[Tensor, "d_transcoder n_hist"]:
+    """Counts of firing activations per bin (see module doc); only firing entries are binned."""
+    n_hist = edges.numel()  # n_bins + 1 edges = underflow + n_bins bins
+    rows, cols = (acts > 0).nonzero(as_tuple=True)
+    bins = torch.bucketize(acts[rows, cols], edges.to(acts), right=True).clamp_(max=n_hist - 1)
+    counts = torch.bincount(cols * n_hist + bins, minlength=acts.shape[1] * n_hist)
+    return counts.view(acts.shape[1], n_hist)
+
+
+def _rank(value: Tensor, seq: Tensor) -> Int64[Tensor, "d_transcoder n"]:
+    """Column order by (value desc, seq asc): two stable sorts make ties deterministic."""
+    by_seq = seq.argsort(dim=1, stable=True)
+    by_value = value.gather(1, by_seq).argsort(dim=1, descending=True, stable=True)
+    return by_seq.gather(1, by_value)
+
+
+def _take(top: TopContexts, order: Int64[Tensor, "d_transcoder k"]) -> TopContexts:
+    win = order[..., None].expand(-1, -1, top.tokens.shape[2])
+    return TopContexts(
+        top.value.gather(1, order),
+        top.seq.gather(1, order),
+        top.pos.gather(1, order),
+        top.tokens.gather(1, win),
+        top.acts.gather(1, win),
+    )
+
+
+def merge_top_contexts(a: TopContexts, b: TopContexts, k: int) -> TopContexts:
+    """The top-k of the union of two top-k sets (same features, same window)."""
+    both = TopContexts(
+        *(torch.cat([x, y], dim=1) for x, y in zip(_fields(a), _fields(b), strict=True))
+    )
+    return _take(both, _rank(both.value, both.seq)[:, :k])
+
+
+def batch_top_contexts(
+    acts: Float[Tensor, "batch pos d_transcoder"],
+    tokens: Int64[Tensor, "batch pos"],
+    first_seq: int,
+    k: int,
+    context_window: tuple[int, int] = CONTEXT_WINDOW,
+) -> TopContexts:
+    """Top-k contexts of one batch: windows (rows) ranked by their max activation."""
+    n_batch, n_pos, d_tc = acts.shape
+    before, after = context_window
+    value, pos = acts.max(dim=1)  # torch.max returns the first max position on ties
+    value = torch.where(value > 0, value, -torch.inf).T  # [d_transcoder, batch]
+    seq = torch.arange(first_seq, first_seq + n_batch, device=acts.device).expand(d_tc, -1)
+    order = _rank(value, seq)[:, :k]
+    value, pos = value.gather(1, order), pos.T.gather(1, order)
+    empty = value == -torch.inf
+    offsets = torch.arange(-before, after + 1, device=acts.device)
+    at = pos[..., None] + offsets  # [d_transcoder, k', window]
+    inside = (at >= 0) & (at < n_pos) & ~empty[..., None]
+    at = at.clamp(0, n_pos - 1)
+    row = order[..., None].expand_as(at)
+    feat = torch.arange(d_tc, device=acts.device)[:, None, None].expand_as(at)
+    top = TopContexts(
+        value,
+        torch.where(empty, EMPTY_SEQ, order + first_seq),
+        torch.where(empty, -1, pos),
+        torch.where(inside, tokens[row, at], -1),
+        torch.where(inside, acts[row, at, feat], 0.0),
+    )
+    pad = empty_top_contexts(d_tc, k, before + 1 + after, acts.device)
+    return merge_top_contexts(top, pad, k) if order.shape[1] < k else top
+
+
+def batch_layer_stats(
+    acts: Float[Tensor, "batch pos d_transcoder"],
+    tokens: Int64[Tensor, "batch pos"],
+    scale: Float[Tensor, "batch pos 1"] | None,
+    first_seq: int,
+    *,
+    k: int,
+    edges: Float[Tensor, " n_hist"],
+    context_window: tuple[int, int] = CONTEXT_WINDOW,
+) -> LayerStats:
+    """One batch's statistics for one layer (`scale` None: the layer has no ln2, scale 1)."""
+    flat = acts.reshape(-1, acts.shape[-1])
+    scale_sum = (
+        scale.sum(dtype=torch.float64)
+        if scale is not None
+        else torch.tensor(float(flat.shape[0]), dtype=torch.float64, device=acts.device)
+    )
+    return LayerStats(
+        (flat > 0).sum(0),
+        flat.sum(0, dtype=torch.float64),
+        flat.max(0).values.clamp(min=0),
+        histogram(flat, edges),
+        batch_top_contexts(acts, tokens, first_seq, k, context_window),
+        scale_sum,
+    )
+
+
+def merge_layer_stats(a: LayerStats, b: LayerStats) -> LayerStats:
+    return LayerStats(
+        a.fires + b.fires,
+        a.act_sum + b.act_sum,
+        torch.maximum(a.act_max, b.act_max),
+        a.hist + b.hist,
+        merge_top_contexts(a.top, b.top, a.top.value.shape[1]),
+        a.scale_sum + b.scale_sum,
+    )
+
+
+def _fields(obj: Any) -> list[Any]:
+    return [getattr(obj, f.name) for f in fields(obj)]
+
+
+# ---- the pass ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassSettings:
+    """Everything besides the inputs that shapes the result (all of it is fingerprinted)."""
+
+    batch_size: int
+    k: int
+    context_window: tuple[int, int]
+    hist_bins: int
+    n_ctx: int
+    checkpoint_every: int = CHECKPOINT_EVERY
+
+    @property
+    def window(self) -> int:
+        return self.context_window[0] + 1 + self.context_window[1]
+
+
+def _hook_names(loaded: LoadedModel, tset: TranscoderSet) -> dict[int, tuple[str, str | None]]:
+    """Per layer: the transcoder's input hook and the ln2 scale hook (None without ln2)."""
+    scale = {layer: f"blocks.{layer}.ln2.hook_scale" for layer in tset.layers}
+    hooks = loaded.model.hook_dict
+    return {
+        la: (tset[la].cfg.input_hook, scale[la] if scale[la] in hooks else None) for la in scale
+    }
+
+
+@torch.no_grad()
+def _run_batch(
+    loaded: LoadedModel,
+    tset: TranscoderSet,
+    stats: FeatureStats,
+    tokens: Int64[Tensor, "batch pos"],
+    first_seq: int,
+    settings: PassSettings,
+) -> None:
+    """Add one batch to `stats`: one layer's activations are held at a time."""
+    hooks = _hook_names(loaded, tset)
+    names = {n for pair in hooks.values() for n in pair if n is not None}
+    _, cache = loaded.model.run_with_cache(
+        tokens, names_filter=lambda n: n in names, stop_at_layer=max(tset.layers) + 1
+    )
+    edges = hist_edges(settings.hist_bins).to(tokens.device)
+    for layer, (input_hook, scale_hook) in hooks.items():
+        tc = tset[layer]
+        acts = tc.encode(cache[input_hook].to(tc.W_enc.dtype)).float()
+        scale = cache[scale_hook] if scale_hook is not None else None
+        batch = batch_layer_stats(
+            acts,
+            tokens,
+            scale,
+            first_seq,
+            k=settings.k,
+            edges=edges,
+            context_window=settings.context_window,
+        )
+        stats.layers[layer] = merge_layer_stats(stats.layers[layer], batch)
+    stats.batches += 1
+    stats.tokens += tokens.numel()
+
+
+def _fingerprint(
+    stream: TokenStream, loaded: LoadedModel, tset: TranscoderSet, settings: PassSettings
+) -> str:
+    cfg = loaded.model.cfg
+    parts = {
+        "version": CHECKPOINT_VERSION,
+        "tokens": stream.fingerprint(),
+        "model": [loaded.name, loaded.source, loaded.processing, cfg.n_layers, cfg.d_model],
+        "set": [tset.name, tset.source, tset.sha256, tset.layers, tset.d_transcoder],
+        "settings": asdict(settings) | {"checkpoint_every": None},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _new_stats(
+    set_uid: str, tset: TranscoderSet, settings: PassSettings, device: str
+) -> FeatureStats:
+    n_hist = settings.hist_bins + 1
+    layers = {
+        layer: empty_layer_stats(tset.d_transcoder, settings.k, settings.window, n_hist, device)
+        for layer in tset.layers
+    }
+    return FeatureStats(set_uid, layers)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------
+
+
+def default_checkpoint_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("circuitcat")) / "features"
+
+
+def checkpoint_path(checkpoint_dir: Path, set_uid: str, fingerprint: str) -> Path:
+    """One file per (set, fingerprint): a changed input never finds an old checkpoint."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", set_uid)
+    return checkpoint_dir / f"{slug}-{fingerprint[:16]}.pt"
+
+
+def _flat(st: LayerStats) -> dict[str, Tensor]:
+    """A layer's tensors by name ("fires", ..., "top.value", ...), as checkpoints hold them."""
+    flat = {f.name: getattr(st, f.name) for f in fields(LayerStats) if f.name != "top"}
+    return flat | {f"top.{f.name}": getattr(st.top, f.name) for f in fields(TopContexts)}
+
+
+def _unflat(flat: dict[str, Tensor]) -> LayerStats:
+    top = TopContexts(**{f.name: flat[f"top.{f.name}"] for f in fields(TopContexts)})
+    plain = {f.name: flat[f.name] for f in fields(LayerStats) if f.name != "top"}
+    return LayerStats(top=top, **plain)
+
+
+def save_checkpoint(path: Path, stats: FeatureStats) -> None:
+    """Write atomically (temp file + rename), so a kill mid-write leaves the last good one."""
+    layers = {
+        layer: {k: v.cpu() for k, v in _flat(st).items()} for layer, st in stats.layers.items()
+    }
+    state = {"fingerprint": stats.fingerprint, "tokens": stats.tokens, "batches": stats.batches}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(state | {"layers": layers}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, fresh: FeatureStats) -> FeatureStats | None:
+    """The saved accumulators if `path` holds a readable checkpoint with the fingerprint and
+    tensor shapes of `fresh`; None otherwise (then the pass starts over)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = {layer: dict(state["layers"][layer]) for layer in fresh.layers}
+        tokens, batches = int(state["tokens"]), int(state["batches"])
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError):
+        return None  # unreadable, or written by another version
+    if state.get("fingerprint") != fresh.fingerprint:
+        return None
+    for layer, st in fresh.layers.items():
+        want = _flat(st)
+        if saved[layer].keys() != want.keys() or any(
+            saved[layer][k].shape != v.shape or saved[layer][k].dtype != v.dtype
+            for k, v in want.items()
+        ):
+            return None
+    device = next(iter(fresh.layers.values())).fires.device
+    layers = {
+        layer: _unflat({k: v.to(device) for k, v in flat.items()}) for layer, flat in saved.items()
+    }
+    return replace(fresh, layers=layers, tokens=tokens, batches=batches, resumed_batches=batches)
+
+
+# ---- the job -------------------------------------------------------------------------------
+
+
+def _check_registered(store: CatalogStore, set_uid: str, tset: TranscoderSet) -> None:
+    expected = len(tset.layers) * tset.d_transcoder
+    found = int(store.query("set_feature_count", set_uid=set_uid)[0]["n"])
+    if found < expected:
+        raise IngestError(
+            f"transcoder set {set_uid!r} has {found} of its {expected} Feature nodes in the "
+            "catalog: run `circuitcat ingest register` with the same model and transcoders first"
+        )
+
+
+def _check_args(
+    loaded: LoadedModel, tset: TranscoderSet, settings: PassSettings, max_tokens: int | None
+) -> None:
+    positive = {
+        "--batch-size": settings.batch_size,
+        "--ctx": settings.n_ctx,
+        "top_k_contexts": settings.k,
+        "hist_bins": settings.hist_bins,
+        "checkpoint_every": settings.checkpoint_every,
+        "--max-tokens": 1 if max_tokens is None else max_tokens,
+    }
+    for name, value in positive.items():
+        if value < 1:
+            raise IngestError(f"{name} must be at least 1 (got {value})")
+    if min(settings.context_window) < 0:
+        raise IngestError(f"context_window {settings.context_window} must not be negative")
+    if settings.n_ctx > loaded.model.cfg.n_ctx:
+        raise IngestError(
+            f"--ctx {settings.n_ctx} is longer than the model's context "
+            f"({loaded.model.cfg.n_ctx} tokens); pass a smaller --ctx"
+        )
+    for layer in tset.layers:
+        if tset[layer].cfg.d_in != loaded.model.cfg.d_model:
+            raise IngestError(
+                f"transcoder layer {layer} reads d_in={tset[layer].cfg.d_in} but the model has "
+                f"d_model={loaded.model.cfg.d_model}: load the model the set was trained on"
+            )
+
+
+def _resume_or_start(
+    stream: TokenStream,
+    loaded: LoadedModel,
+    tset: TranscoderSet,
+    settings: PassSettings,
+    checkpoint_dir: Path,
+    device: str,
+) -> tuple[FeatureStats, Path]:
+    set_uid = s.transcoder_set_uid(s.model_uid(loaded.name), tset.name)
+    fresh = _new_stats(set_uid, tset, settings, device)
+    fresh.fingerprint = _fingerprint(stream, loaded, tset, settings)
+    path = checkpoint_path(checkpoint_dir, set_uid, fresh.fingerprint)
+    return load_checkpoint(path, fresh) or fresh, path
+
+
+def _corpus_pass(
+    loaded: LoadedModel,
+    tset: TranscoderSet,
+    stream: TokenStream,
+    stats: FeatureStats,
+    settings: PassSettings,
+    path: Path,
+    device: str,
+    progress: Progress | None,
+) -> None:
+    """Every batch not yet in `stats`, checkpointed every `checkpoint_every` and at the end."""
+    if progress is not None:
+        progress(stats.tokens, stream.n_tokens)
+    for first_seq, tokens in stream.batches(settings.batch_size, start=stats.batches):
+        _run_batch(loaded, tset, stats, tokens.to(device), first_seq, settings)
+        if stats.batches % settings.checkpoint_every == 0:
+            save_checkpoint(path, stats)
+        if progress is not None:
+            progress(stats.tokens, stream.n_tokens)
+    save_checkpoint(path, stats)
+
+
+def run_features(
+    store: CatalogStore,
+    loaded: LoadedModel,
+    tset: TranscoderSet,
+    corpus: Corpus,
+    *,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    top_k_contexts: int = TOP_K_CONTEXTS,
+    context_window: tuple[int, int] = CONTEXT_WINDOW,
+    hist_bins: int = HIST_BINS,
+    checkpoint_dir: Path | None = None,
+    device: str = "cpu",
+    ctx: int | None = None,
+    checkpoint_every: int = CHECKPOINT_EVERY,
+    top_k_logits: int = TOP_K_LOGITS,
+    progress: Progress | None = None,
+) -> FeatureStats:
+    """Run the corpus pass (see module doc) and write the Feature statistics, the set's
+    ln2_scale_mean and a Run node; `progress(tokens_done, tokens_total)` after each batch.
+
+    Resumes from a matching checkpoint under `checkpoint_dir` (default: a per-user cache
+    folder) and removes it once everything is written. Windows are `ctx` tokens (default:
+    the model's n_ctx). Raises IngestError, having written nothing, for an empty or
+    undecodable corpus or a set that `ingest register` has not written."""
+    started, t0 = now_iso(), time.perf_counter()
+    settings = PassSettings(
+        batch_size,
+        top_k_contexts,
+        context_window,
+        hist_bins,
+        ctx or loaded.model.cfg.n_ctx,
+        checkpoint_every,
+    )
+    _check_args(loaded, tset, settings, max_tokens)
+    tokenizer = loaded.model.tokenizer
+    stream = tokenize(corpus, tokenizer, n_ctx=settings.n_ctx, max_tokens=max_tokens)
+    folder = checkpoint_dir or default_checkpoint_dir()
+    stats, path = _resume_or_start(stream, loaded, tset, settings, folder, device)
+    _check_registered(store, stats.set_uid, tset)
+    _corpus_pass(loaded, tset, stream, stats, settings, path, device, progress)
+    stats.seconds = time.perf_counter() - t0
+    params = {
+        "model": loaded.name,
+        "set": stats.set_uid,
+        "corpus": corpus.describe(),
+        "tokens": stats.tokens,
+        "documents": stream.n_docs,
+        "max_tokens": max_tokens,
+        **asdict(settings),
+    }
+    run = RunRecord(
+        job="features", started_at=started, params=params, code_version=version("circuitcat")
+    )
+    write_features(store, stats, loaded, tset, run, top_k_logits)
+    path.unlink(missing_ok=True)
+    return stats
+
+
+# ---- writing -------------------------------------------------------------------------------
+
+
+def _g(x: float) -> float:
+    return float(f"{x:.6g}")  # 6 significant digits keep the JSON short
+
+
+def token_texts(tokenizer: Any, ids: Tensor) -> dict[int, str]:
+    """Each distinct id decoded on its own (as it reads in a context), -1 excluded."""
+    unique = [int(i) for i in ids.unique().tolist() if i >= 0]
+    if tokenizer is None:
+        return {i: str(i) for i in unique}
+    return {i: tokenizer.decode([i]) for i in unique}
+
+
+def contexts_json(top: TopContexts, texts: dict[int, str]) -> list[str]:
+    """One JSON list per feature of {tokens, acts, pos, value}, best first, empty slots left out."""
+    out = []
+    columns = (top.value.tolist(), top.pos.tolist(), top.tokens.tolist(), top.acts.tolist())
+    for values, poss, windows, actss in zip(*columns, strict=True):
+        entries = [
+            {
+                "tokens": [texts[t] for t in toks if t >= 0],
+                "acts": [_g(a) for t, a in zip(toks, acts, strict=True) if t >= 0],
+                "pos": pos,
+                "value": _g(v),
+            }
+            for v, pos, toks, acts in zip(values, poss, windows, actss, strict=True)
+            if v != -float("inf")
+        ]
+        out.append(json.dumps(entries))
+    return out
+
+
+def logits_json(loaded: LoadedModel, tset: TranscoderSet, layer: int, k: int) -> list[str]:
+    """Per feature: [{token, token_id, w}] for the top-k positive, then top-k negative logits."""
+    W_U = loaded.model.W_U.detach()
+    top = topk_logits(tset[layer].W_dec.detach().to(W_U), W_U, min(k, W_U.shape[1]))
+    ids = torch.cat([top.pos_index, top.neg_index], dim=1).cpu()
+    ws = torch.cat([top.pos_w, top.neg_w], dim=1).cpu().tolist()
+    texts = token_texts(loaded.model.tokenizer, ids)
+    return [
+        json.dumps(
+            [{"token": texts[t], "token_id": t, "w": _g(w)} for t, w in zip(row, wrow, strict=True)]
+        )
+        for row, wrow in zip(ids.tolist(), ws, strict=True)
+    ]
+
+
+def feature_batch(
+    stats: FeatureStats, layer: int, tokenizer: Any, top_logits: list[str], run: str
+) -> NodeBatch:
+    """One layer's Feature statistics as a partial NodeBatch (other properties untouched)."""
+    st = stats.layers[layer]
+    d_tc = st.fires.shape[0]
+    mean = stats.act_mean(layer).cpu().tolist()
+    return NodeBatch(
+        NodeKind.FEATURE,
+        {
+            "uid": [s.feature_uid(stats.set_uid, layer, i) for i in range(d_tc)],
+            "density": stats.density(layer).cpu().numpy(),
+            "act_mean": [
+                None if f == 0 else m for f, m in zip(st.fires.tolist(), mean, strict=True)
+            ],
+            "act_max": st.act_max.double().cpu().numpy(),
+            "act_hist": st.hist.double().cpu().tolist(),
+            "top_logits": top_logits,
+            "top_contexts": contexts_json(st.top, token_texts(tokenizer, st.top.tokens.cpu())),
+            "run": [run] * d_tc,
+        },
+    )
+
+
+def write_features(
+    store: CatalogStore,
+    stats: FeatureStats,
+    loaded: LoadedModel,
+    tset: TranscoderSet,
+    run: RunRecord,
+    top_k_logits: int = TOP_K_LOGITS,
+) -> None:
+    """Run (running) -> one Feature batch per layer -> the set's ln2_scale_mean -> Run (done).
+    Nodes MERGE by uid, so writing again rewrites the same values."""
+    stats.run_uid = run.uid
+    store.write_nodes(batch_of([run]))
+    for layer in tset.layers:
+        logits = logits_json(loaded, tset, layer, top_k_logits)
+        store.write_nodes(feature_batch(stats, layer, loaded.model.tokenizer, logits, run.uid))
+    scales = [stats.ln2_scale_mean(layer) for layer in tset.layers]
+    store.write_nodes(
+        NodeBatch(
+            NodeKind.TRANSCODER_SET,
+            {"uid": [stats.set_uid], "ln2_scale_mean": [scales], "run": [run.uid]},
+        )
+    )
+    done = run.model_copy(update={"status": "done", "finished_at": now_iso()})
+    store.write_nodes(batch_of([done]))
