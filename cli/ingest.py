@@ -10,13 +10,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from circuitcat.catalog import open_store
+from circuitcat.catalog import CatalogStore, open_store
 
-from .common import StoreOption, handle_errors
+from .common import StoreOption, err_console, handle_errors
+
+if TYPE_CHECKING:  # torch-heavy types, only for the checker
+    from circuitcat.ingest.models import LoadedModel
+    from circuitcat.ingest.transcoders.transcoder import TranscoderSet
 
 app = typer.Typer(
     help="Ingest models, transcoders and circuits into the catalog.", no_args_is_help=True
@@ -68,15 +72,57 @@ def register(
     )
 
 
+SetOption = Annotated[
+    str | None,
+    typer.Option("--set", help="Registered set uid (default: the only registered set)."),
+]
+ModelOption = Annotated[
+    str | None, typer.Option(help="Model to load [default: the registered set's model].")
+]
+TranscodersOption = Annotated[
+    str | None, typer.Option(help="Transcoders to load [default: the registered set's files].")
+]
+ThreadsOption = Annotated[
+    int | None, typer.Option(help="torch CPU threads [default: torch's choice].")
+]
+
+
+def load_inputs(
+    store: CatalogStore,
+    set_uid: str | None,
+    model: str | None,
+    transcoders: str | None,
+    device: str,
+    threads: int | None = None,
+    allow_pickle: bool = False,
+) -> tuple[LoadedModel, TranscoderSet]:
+    """The model and transcoders of a registered set (or the ones given), on `device`."""
+    from circuitcat.ingest.models import load_model
+    from circuitcat.ingest.register import registered_set
+    from circuitcat.ingest.transcoders.load import load_transcoders
+
+    if threads:  # on busy shared cores one thread can be ~10x faster than two
+        import torch
+
+        torch.set_num_threads(threads)
+    reg = registered_set(store, set_uid)
+    loaded = load_model(model or reg.model_source, device)
+    tset = load_transcoders(
+        transcoders or reg.transcoders_source, loaded, allow_pickle=allow_pickle, device=device
+    )
+    tset.name = reg.name
+    return loaded, tset
+
+
 @app.command("features")
 @handle_errors
 def features(
-    model: Annotated[str, typer.Option(help="'toy-years', a local model folder, or a hub name.")],
-    transcoders: Annotated[str, typer.Option(help="Transcoder folder/file, or 'toy-years'.")],
     corpus: Annotated[
         str, typer.Option(help="Text file (a document a line), .jsonl ('text'), folder, or 'toy'.")
     ],
-    name: Annotated[str | None, typer.Option(help="The set's registered name.")] = None,
+    set_uid: SetOption = None,
+    model: ModelOption = None,
+    transcoders: TranscodersOption = None,
     n_docs: Annotated[int, typer.Option(help="Documents generated for --corpus toy.")] = 2000,
     max_tokens: Annotated[int | None, typer.Option(help="Stop after this many tokens.")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 32,
@@ -88,28 +134,18 @@ def features(
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint folder [default: per-user cache].")
     ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="torch CPU threads [default: torch's choice].")
-    ] = None,
+    threads: ThreadsOption = None,
     store: StoreOption = None,
 ) -> None:
     """Stream a corpus through the model and transcoders and record per-feature statistics
     (density, activations, histogram, top contexts, top logits). Resumes a killed run."""
     from circuitcat.ingest.corpus import open_corpus
     from circuitcat.ingest.features import run_features
-    from circuitcat.ingest.models import load_model
-    from circuitcat.ingest.transcoders.load import load_transcoders
 
-    if threads:  # on busy shared cores one thread can be ~10x faster than two
-        import torch
-
-        torch.set_num_threads(threads)
     dev = pick_device(device)
-    loaded = load_model(model, dev)
-    tset = load_transcoders(transcoders, loaded, allow_pickle=allow_pickle, device=dev)
-    tset.name = name or tset.name
-    source = open_corpus(corpus, n_docs=n_docs, n_ctx=ctx or loaded.model.cfg.n_ctx)
     with open_store(store) as s, _token_progress() as progress:
+        loaded, tset = load_inputs(s, set_uid, model, transcoders, dev, threads, allow_pickle)
+        source = open_corpus(corpus, n_docs=n_docs, n_ctx=ctx or loaded.model.cfg.n_ctx)
         stats = run_features(
             s,
             loaded,
@@ -128,6 +164,40 @@ def features(
         f"features: {stats.set_uid}: {stats.tokens:,} tokens in {stats.seconds:.1f} s "
         f"({stats.tokens / max(stats.seconds, 1e-9):,.0f} tokens/s){resumed}; live features {live}"
     )
+
+
+@app.command("weights")
+@handle_errors
+def weights(
+    set_uid: SetOption = None,
+    model: ModelOption = None,
+    transcoders: TranscodersOption = None,
+    top_k: Annotated[int, typer.Option(help="Sources kept per target feature.")] = 32,
+    heads_per_feature: Annotated[int, typer.Option(help="Top heads kept per target.")] = 4,
+    top_k_tokens: Annotated[int, typer.Option(help="Tokens kept per feature (DEEMBEDS).")] = 16,
+    top_k_logits: Annotated[int, typer.Option(help="Logits kept per sign (PROMOTES).")] = 16,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Write input-invariant connections: VIRTUAL_WEIGHT (residual and through heads),
+    DEEMBEDS and PROMOTES. Resumes a killed run after its last finished layer pair."""
+    from rich.progress import Progress
+
+    from circuitcat.ingest.weights_job import WeightsParams, count_units, run_weights
+
+    params = WeightsParams(top_k, heads_per_feature, top_k_tokens, top_k_logits)
+    with open_store(store) as s:
+        loaded, tset = load_inputs(s, set_uid, model, transcoders, pick_device(device), threads)
+        with Progress(console=err_console, transient=True) as bar:
+            task = bar.add_task("weights", total=count_units(tset))
+            report = run_weights(
+                s, loaded, tset, params, lambda unit, done: bar.update(task, completed=done)
+            )
+    edges = ", ".join(f"{n:,} {rel}" for rel, n in sorted(report.edges.items()))
+    note = "" if report.scaled else " (unscaled: run `ingest features` first for LN scales)"
+    skipped = f", resumed after {report.units_skipped} units" if report.units_skipped else ""
+    typer.echo(f"weights: {edges or 'nothing new'}{skipped}{note}")
 
 
 @contextmanager

@@ -10,7 +10,8 @@ ORDER BY uid
 // name: transcoder_sets
 MATCH (s:TranscoderSet)
 RETURN s.uid AS uid, s.name AS name, s.model AS model, s.format AS format,
-       s.d_transcoder AS d_transcoder, s.layers AS layers, s.sha256 AS sha256
+       s.source AS source, s.d_transcoder AS d_transcoder, s.layers AS layers,
+       s.sha256 AS sha256
 ORDER BY uid
 
 // name: feature
@@ -79,3 +80,125 @@ LIMIT $limit
 MATCH (f:Feature)
 WHERE f.`set` = $set_uid
 RETURN count(f) AS n
+
+// ---- per-prompt attribution graphs and circuits (ingest/prompts.py, ingest/circuits.py) ----
+
+// name: attributed_prompts
+// The task's prompts whose attribution graph for a transcoder set is fully stored: the set's
+// remainder edge into the task's target is the last edge a prompt graph writes.
+MATCH (e:Error)-[r:ATTRIBUTES]->(g:Target)
+WHERE e.`set` = $set_uid AND e.kind = 'remainder' AND g.task = $task
+MATCH (p:Prompt)
+WHERE p.uid = r.prompt
+RETURN DISTINCT p.uid AS uid, p.text AS text, p.answer AS answer, p.metric_value AS metric_value
+ORDER BY uid
+
+// name: attributed_sets
+// The transcoder sets with stored prompt graphs for a task, and how many prompts each has.
+MATCH (e:Error)-[r:ATTRIBUTES]->(g:Target)
+WHERE e.kind = 'remainder' AND g.task = $task
+RETURN e.`set` AS set_uid, count(DISTINCT r.prompt) AS n_prompts
+ORDER BY set_uid
+
+// name: prompt_attributions
+// Every stored ATTRIBUTES edge of the given prompts, with what identifies its endpoints: a
+// feature has an index, a token a token_id, an error node a kind, a target a task.
+MATCH (a)-[r:ATTRIBUTES]->(b)
+WHERE r.prompt IN $prompts
+RETURN r.prompt AS prompt, a.uid AS src, b.uid AS dst, a.`set` AS src_set, b.`set` AS dst_set,
+       a.`index` AS src_index, a.token_id AS src_token, a.kind AS src_error, a.layer AS src_layer,
+       b.`index` AS dst_index, b.task AS dst_task, b.layer AS dst_layer,
+       r.src_pos AS src_pos, r.dst_pos AS dst_pos, r.via AS via, r.w AS w
+ORDER BY prompt, src, dst, src_pos, dst_pos, via
+
+// name: set_live_feature_count
+// Features that fired in the corpus pass (density > 0); 0 when the pass has not run.
+MATCH (f:Feature)
+WHERE f.`set` = $set_uid AND f.density > 0
+RETURN count(f) AS n
+
+// name: set_feature_means
+// Per feature of a set, what the corpus pass measured (only features it has measured).
+MATCH (f:Feature)
+WHERE f.`set` = $set_uid AND f.density IS NOT NULL
+RETURN f.layer AS layer, f.`index` AS feature_index, f.density AS density, f.act_mean AS act_mean
+ORDER BY layer, feature_index
+
+// name: circuits
+// Circuits by name (one per transcoder set and task).
+MATCH (c:Circuit)
+WHERE c.name = $name
+RETURN c.uid AS uid, c.name AS name, c.task AS task, c.`set` AS set_uid, c.method AS method,
+       c.params AS params, c.n_features AS n_features, c.faithfulness AS faithfulness
+ORDER BY uid
+
+// name: circuit_features
+// A circuit's features, strongest first, with what the corpus pass recorded about them.
+MATCH (c:Circuit {uid: $uid})-[k:CONTAINS]->(f:Feature)
+RETURN f.uid AS uid, f.layer AS layer, f.`index` AS feature_index, k.score AS score,
+       f.density AS density, f.act_mean AS act_mean, f.label AS label, f.top_logits AS top_logits
+ORDER BY score DESC, uid
+
+// name: circuit_heads
+MATCH (c:Circuit {uid: $uid})-[k:CONTAINS]->(h:Head)
+RETURN h.uid AS uid, h.layer AS layer, h.head AS head, k.score AS score
+ORDER BY score DESC, uid
+
+// name: circuit_tokens
+MATCH (c:Circuit {uid: $uid})-[k:CONTAINS]->(t:Token)
+RETURN t.uid AS uid, t.token_id AS token_id, t.text AS token, k.score AS score
+ORDER BY score DESC, uid
+
+// name: circuit_feature_prompts
+// Per circuit feature, the answers (for greater-than the start year YY) of the task prompts in
+// whose stored graphs it has an outgoing edge: the range of prompts it works on.
+MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(f:Feature)
+MATCH (f)-[r:ATTRIBUTES]->(x)
+MATCH (p:Prompt)
+WHERE p.uid = r.prompt AND p.task = c.task
+RETURN f.uid AS uid, min(p.answer) AS first_answer, max(p.answer) AS last_answer,
+       count(DISTINCT p.uid) AS n_prompts
+ORDER BY uid
+
+// name: circuit_paths
+// Two-edge paths token -> circuit feature -> the task's target within one prompt graph (the
+// feature read at the position the token's edge wrote to), among the circuit's tokens and
+// features. total = the sum over prompts of the product of the two edge weights.
+MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(t:Token)
+MATCH (c)-[:CONTAINS]->(f:Feature)
+MATCH (t)-[r1:ATTRIBUTES]->(f)
+MATCH (f)-[r2:ATTRIBUTES]->(g:Target)
+WHERE r1.prompt = r2.prompt AND r1.dst_pos = r2.src_pos AND g.task = c.task
+RETURN t.uid AS token_uid, t.text AS token, f.uid AS feature, g.name AS target,
+       sum(r1.w * r2.w) AS total, count(DISTINCT r1.prompt) AS n_prompts
+ORDER BY abs(total) DESC, token_uid, feature
+LIMIT $limit
+
+// name: circuit_paths3
+// Three-edge paths token -> circuit feature -> circuit feature -> the task's target, as
+// circuit_paths (total = the sum over prompts of the product of the three edge weights).
+MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(f1:Feature)
+MATCH (c)-[:CONTAINS]->(f2:Feature)
+MATCH (f1)-[r2:ATTRIBUTES]->(f2)
+MATCH (f2)-[r3:ATTRIBUTES]->(g:Target)
+WHERE r2.prompt = r3.prompt AND r2.dst_pos = r3.src_pos AND g.task = c.task
+MATCH (c)-[:CONTAINS]->(t:Token)
+MATCH (t)-[r1:ATTRIBUTES]->(f1)
+WHERE r1.prompt = r2.prompt AND r1.dst_pos = r2.src_pos
+RETURN t.uid AS token_uid, t.text AS token, f1.uid AS feature, f2.uid AS feature2,
+       g.name AS target, sum(r1.w * r2.w * r3.w) AS total,
+       count(DISTINCT r1.prompt) AS n_prompts
+ORDER BY abs(total) DESC, token_uid, feature, feature2
+LIMIT $limit
+
+// name: circuit_subgraph
+// The circuit as a graph: its members' stored ATTRIBUTES edges into other members or into
+// the task's target, summed over prompts (paste into Neo4j Browser with RETURN a, r, b to draw).
+MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(a)
+MATCH (a)-[r:ATTRIBUTES]->(b)
+OPTIONAL MATCH (c)-[k:CONTAINS]->(b)
+WITH c, a, r, b, k
+WHERE k IS NOT NULL OR b.task = c.task
+RETURN a.uid AS src, b.uid AS dst, sum(r.w) AS total, count(DISTINCT r.prompt) AS n_prompts
+ORDER BY abs(total) DESC, src, dst
+LIMIT $limit
