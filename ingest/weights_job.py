@@ -174,6 +174,16 @@ def to_batch(e: wts.WeightEdges, set_uid: str, model_uid: str, run: str) -> Edge
     )  # type: ignore[arg-type]
 
 
+def finished_run(store: CatalogStore, kind: str, params: dict[str, object]) -> str | None:
+    """The uid of a finished run of this kind whose parameters include `params`, if any."""
+    for row in store.query("runs", limit=1000):
+        stored = json.loads(row["params"] or "{}")
+        same = all(stored.get(k) == v for k, v in params.items())
+        if row["kind"] == kind and row["status"] == "done" and same:
+            return str(row["uid"])
+    return None
+
+
 def _resume_run(store: CatalogStore, params: dict[str, object]) -> tuple[RunRecord, list[str]]:
     """The newest unfinished weights run with the same parameters, or a new run."""
     for row in store.query("runs", limit=1000):
@@ -197,8 +207,11 @@ def run_weights(
     tset: TranscoderSet,
     params: WeightsParams = WeightsParams(),
     progress: Progress | None = None,
+    *,
+    force: bool = False,
 ) -> WeightsReport:
-    """Compute and write every unit not yet done by an unfinished run with the same inputs."""
+    """Compute and write every unit not yet done by an unfinished run with the same inputs;
+    nothing at all when a run with the same inputs already finished (unless `force`)."""
     model_uid = s.model_uid(loaded.name)
     set_uid = s.transcoder_set_uid(model_uid, tset.name)
     if int(store.query("set_feature_count", set_uid=set_uid)[0]["n"]) == 0:
@@ -208,6 +221,9 @@ def run_weights(
         )
     scales = _layer_scales(store, set_uid, tset.layers)
     job_params = {"set": set_uid, **params.__dict__, "scaled": bool(scales)}
+    done_uid = None if force else finished_run(store, "weights", job_params)
+    if done_uid is not None:
+        return WeightsReport(done_uid, scaled=bool(scales), units_skipped=count_units(tset))
     run, done = _resume_run(store, job_params)
     report = WeightsReport(run.uid, scaled=bool(scales), units_skipped=len(done))
     store.write_nodes(batch_of([run]))

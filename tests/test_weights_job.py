@@ -53,8 +53,11 @@ def test_stored_weights_match_a_dense_computation(tmp_path: Path, loaded) -> Non
 def test_rerun_adds_nothing_and_resume_equals_a_clean_run(tmp_path: Path, loaded) -> None:
     with filled(str(tmp_path / "clean"), loaded) as clean:
         expected, counts = edge_set(clean), clean.info().relationships
-        run_weights(clean, loaded, make_set(), PARAMS)
-        assert clean.info().relationships == counts
+        again = run_weights(clean, loaded, make_set(), PARAMS)
+        assert again.units_done == 0 and clean.info().relationships == counts
+        forced = run_weights(clean, loaded, make_set(), PARAMS, force=True)
+        assert forced.units_done == count_units(make_set())
+        assert clean.info().relationships == counts and edge_set(clean) == expected
 
     class Killed(Exception):
         pass
