@@ -2,8 +2,9 @@
 
 Nodes: upsert by uid, in bulk when none of the batch's uids exist yet.
 Edges: first check every endpoint exists (an edge to a missing node is an error, not a silent
-skip), then take the bulk path when no edge of this kind leaves any of the batch's sources yet
-(a first load: nothing can be duplicated), else MERGE on the edge's key.
+skip), then take the bulk path when no stored edge of this kind with the batch's key values
+(via, prompt) leaves any batch source or enters any batch target (nothing can be repeated),
+else MERGE on the edge's key.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from . import statements
 from .batches import EdgeBatch, NodeBatch
 from .errors import InvalidRowsError
 from .queries import get_query
-from .schema import NodeKind, RelKind
+from .schema import REL_SPECS, NodeKind, RelKind
 from .store import QueryResult, StoreInfo, StoreSettings
 
 BATCH_ROWS = 10_000
@@ -87,17 +88,28 @@ class BaseStore(ABC):
     def write_edges(self, batch: EdgeBatch) -> int:
         if not len(batch):
             return 0
-        self._check_endpoints(batch.src_kind, sorted(set(batch.src)), batch, "source")
-        self._check_endpoints(batch.dst_kind, sorted(set(batch.dst)), batch, "target")
-        sources = sorted(set(batch.src))
-        existing = self._scalar(
-            statements.count_existing_out(batch.kind, batch.src_kind), {"uids": sources}
-        )
-        if existing == 0:
-            self._bulk_edges(batch)
-        else:
+        sources, targets = batch.unique("src"), batch.unique("dst")
+        self._check_endpoints(batch.src_kind, sources, batch, "source")
+        self._check_endpoints(batch.dst_kind, targets, batch, "target")
+        if self._may_repeat(batch, sources, targets):
             self._merge_edges(batch)
+        else:
+            self._bulk_edges(batch)
         return len(batch)
+
+    def _may_repeat(self, batch: EdgeBatch, sources: list[str], targets: list[str]) -> bool:
+        """False when no stored edge of this kind with the batch's key values leaves any batch
+        source, or none enters any batch target: then no row can repeat a stored edge."""
+        filters = [k for k in statements.FILTER_KEYS if k in REL_SPECS[batch.kind].key]
+        values = {f"{k}_values": batch.unique(k) for k in filters}
+        for side, kind, uids in (
+            ("src", batch.src_kind, sources),
+            ("dst", batch.dst_kind, targets),
+        ):
+            stmt = statements.count_existing(batch.kind, kind, side, filters)
+            if self._scalar(stmt, {"uids": uids, **values}) == 0:
+                return False
+        return True
 
     def _check_endpoints(
         self, kind: NodeKind, uids: list[str], batch: EdgeBatch, role: str

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import InvalidRowsError
 from .schema import NODE_PROPS, REL_SPECS, NodeKind, PropType, RelKind
@@ -38,13 +39,35 @@ def _length(columns: Mapping[str, Column], what: str) -> int:
     return next(iter(lengths.values()), 0)
 
 
-def _check_uids(values: Column, what: str, column: str) -> None:
-    for i, v in enumerate(values):
-        if not isinstance(v, str) or not v:
-            raise InvalidRowsError(
-                f"{what}: row {i} has no {column} (got {v!r}); "
-                f"every row needs a non-empty string {column}"
-            )
+def _strings(values: Column) -> pa.Array:
+    """A uid-like column as an Arrow array (C++ speed for the checks below); None stays null."""
+    try:
+        return pa.array(values.tolist() if isinstance(values, np.ndarray) else values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([v if isinstance(v, str) else None for v in values], pa.string())
+
+
+def _check_uids(values: Column, what: str, column: str) -> pa.Array:
+    arr = _strings(values)
+    if not pa.types.is_string(arr.type) and len(arr):
+        bad_i = next(i for i, v in enumerate(values) if not isinstance(v, str))
+        raise InvalidRowsError(
+            f"{what}: row {bad_i} has no {column} (got {values[bad_i]!r}); "
+            f"every row needs a non-empty string {column}"
+        )
+    bad = pc.or_kleene(pc.is_null(arr), pc.equal(pc.utf8_length(arr), 0)).fill_null(True)
+    if pc.any(bad).as_py():
+        i = int(pc.index(bad, True).as_py())
+        raise InvalidRowsError(
+            f"{what}: row {i} has no {column} (got {values[i]!r}); "
+            f"every row needs a non-empty string {column}"
+        )
+    return arr
+
+
+def _has_repeats(columns: list[pa.Array]) -> bool:
+    table = pa.table(columns, names=[f"c{i}" for i in range(len(columns))])
+    return table.group_by(table.column_names).aggregate([]).num_rows != table.num_rows
 
 
 # Edge weights must be real numbers; other float properties may be null but never NaN or inf.
@@ -93,10 +116,10 @@ class NodeBatch:
         if "uid" not in self.columns:
             raise InvalidRowsError(f"{what}: no uid column; build uids with catalog.schema.*_uid")
         props = {"uid": PropType.STRING, **NODE_PROPS[self.kind]}
-        n = _length(self.columns, what)
-        _check_uids(self.columns["uid"], what, "uid")
+        _length(self.columns, what)
+        uids = _check_uids(self.columns["uid"], what, "uid")
         _check_props(self.columns, props, what)
-        if len(set(self.columns["uid"])) != n:
+        if _has_repeats([uids]):
             raise InvalidRowsError(
                 f"{what}: the batch repeats a uid; write each node once per batch"
             )
@@ -143,22 +166,54 @@ class EdgeBatch:
             allowed = ", ".join(f"{a}->{b}" for a, b in spec.pairs)
             raise InvalidRowsError(f"{what}: not an allowed pair; {self.kind} joins {allowed}")
         _length({"src": self.src, "dst": self.dst, **self.columns}, what)
-        _check_uids(self.src, what, "src uid")
-        _check_uids(self.dst, what, "dst uid")
+        src = _check_uids(self.src, what, "src uid")
+        dst = _check_uids(self.dst, what, "dst uid")
         _check_props(self.columns, spec.props, what)
         missing = [k for k in spec.key if k not in self.columns]
         if missing:
             raise InvalidRowsError(
                 f"{what}: missing key properties {missing}; they identify an edge"
             )
-        keys = list(zip(self.src, self.dst, *(self.columns[k] for k in spec.key), strict=True))
-        if len(set(keys)) != len(keys):
+        key_cols = [pa.array(_plain(self.columns[k], 0, None)) for k in spec.key]
+        if _has_repeats([src, dst, *key_cols]):
             raise InvalidRowsError(
                 f"{what}: the batch repeats an edge (same endpoints and {list(spec.key)})"
             )
 
     def __len__(self) -> int:
         return len(self.src)
+
+    @classmethod
+    def concat(cls, batches: Sequence[EdgeBatch]) -> EdgeBatch:
+        """Batches of one kind, node pair and property set, as one batch."""
+        first = batches[0]
+        if any(
+            (b.kind, b.src_kind, b.dst_kind) != (first.kind, first.src_kind, first.dst_kind)
+            or set(b.columns) != set(first.columns)
+            for b in batches
+        ):
+            raise InvalidRowsError("EdgeBatch.concat needs batches of one kind, pair and columns")
+
+        def cat(cols: list[Column]) -> Column:
+            if all(isinstance(c, np.ndarray) and c.dtype != object for c in cols):
+                return np.concatenate(cols)  # type: ignore[arg-type]
+            return [v for c in cols for v in _plain(c, 0, None)]
+
+        columns = {k: cat([b.columns[k] for b in batches]) for k in first.columns}
+        return cls(
+            first.kind,
+            first.src_kind,
+            first.dst_kind,
+            cat([b.src for b in batches]),
+            cat([b.dst for b in batches]),
+            columns,
+        )
+
+    def unique(self, column: str) -> list[Any]:
+        """Sorted distinct values of `src`, `dst` or a property column."""
+        values = {"src": self.src, "dst": self.dst}.get(column)
+        col = self.columns[column] if values is None else values
+        return sorted(pc.unique(_strings(col)).to_pylist())
 
     @property
     def prop_names(self) -> list[str]:

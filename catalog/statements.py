@@ -38,8 +38,19 @@ def edge_create(kind: RelKind, src: NodeKind, dst: NodeKind, props: list[str]) -
     return f"{_edge_match(src, dst)} CREATE (a)-[r:{kind} {{{values}}}]->(b)"
 
 
-def count_existing_out(kind: RelKind, src: NodeKind) -> str:
-    return f"UNWIND $uids AS u MATCH (a:{src} {{uid: u}})-[r:{kind}]->() RETURN count(r) AS n"
+# Key properties worth filtering the existence check on: few distinct values per batch.
+FILTER_KEYS = ("via", "prompt")
+
+
+def count_existing(kind: RelKind, node: NodeKind, side: str, filters: list[str]) -> str:
+    """Edges of `kind` leaving (side="src") or entering (side="dst") the nodes in $uids whose
+    filter-key values are in $<key>_values: zero means the batch cannot repeat an edge."""
+    pattern = f"(a:{node} {{uid: u}})-[r:{kind}]->()"
+    if side == "dst":
+        pattern = f"()-[r:{kind}]->(a:{node} {{uid: u}})"
+    where = " AND ".join(f"r.{quote(k)} IN ${k}_values" for k in filters)
+    where_clause = f" WHERE {where}" if where else ""
+    return f"UNWIND $uids AS u MATCH {pattern}{where_clause} RETURN count(r) AS n"
 
 
 def count_present(kind: NodeKind) -> str:

@@ -232,10 +232,16 @@ def run_weights(
         for name, edges in _units(loaded, centred, params, scales):
             if name in done:
                 continue
+            # One write per relationship kind and node pair in a unit: fewer, larger batches
+            # keep the store on its bulk path.
+            groups: dict[tuple[str, bool, bool], list[EdgeBatch]] = {}
             for e in edges():
                 if len(e):
-                    n = store.write_edges(to_batch(e, set_uid, model_uid, run.uid))
-                    report.edges[e.rel] = report.edges.get(e.rel, 0) + n
+                    key = (e.rel, e.src_layer is None, e.dst_layer is None)
+                    groups.setdefault(key, []).append(to_batch(e, set_uid, model_uid, run.uid))
+            for (rel, _, _), batches in groups.items():
+                n = store.write_edges(EdgeBatch.concat(batches))
+                report.edges[rel] = report.edges.get(rel, 0) + n
             done.append(name)
             report.units_done += 1
             run = run.model_copy(update={"params": {**job_params, "done": done}})

@@ -127,7 +127,7 @@ ORDER BY layer, feature_index
 // name: circuits
 // Circuits by name (one per transcoder set and task).
 MATCH (c:Circuit)
-WHERE c.name = $name
+WHERE c.name = $circuit_name
 RETURN c.uid AS uid, c.name AS name, c.task AS task, c.`set` AS set_uid, c.method AS method,
        c.params AS params, c.n_features AS n_features, c.faithfulness AS faithfulness
 ORDER BY uid
@@ -163,31 +163,38 @@ ORDER BY uid
 // name: circuit_paths
 // Two-edge paths token -> circuit feature -> the task's target within one prompt graph (the
 // feature read at the position the token's edge wrote to), among the circuit's tokens and
-// features. total = the sum over prompts of the product of the two edge weights.
-MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(t:Token)
-MATCH (c)-[:CONTAINS]->(f:Feature)
-MATCH (t)-[r1:ATTRIBUTES]->(f)
+// features. total = the sum over prompts of the product of the two edge weights. (WITH
+// between the steps keeps the embedded engine from joining everything at once.)
+MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(f:Feature)
 MATCH (f)-[r2:ATTRIBUTES]->(g:Target)
-WHERE r1.prompt = r2.prompt AND r1.dst_pos = r2.src_pos AND g.task = c.task
-RETURN t.uid AS token_uid, t.text AS token, f.uid AS feature, g.name AS target,
-       sum(r1.w * r2.w) AS total, count(DISTINCT r1.prompt) AS n_prompts
+WHERE g.task = c.task
+WITH c, f, g, r2
+MATCH (t:Token)-[r1:ATTRIBUTES]->(f)
+WHERE r1.prompt = r2.prompt AND r1.dst_pos = r2.src_pos
+MATCH (c)-[:CONTAINS]->(t)
+RETURN t.uid AS token_uid, t.token_id AS token_id, t.text AS token, f.uid AS feature,
+       g.name AS target, sum(r1.w * r2.w) AS total, count(DISTINCT r1.prompt) AS n_prompts
 ORDER BY abs(total) DESC, token_uid, feature
 LIMIT $limit
 
 // name: circuit_paths3
 // Three-edge paths token -> circuit feature -> circuit feature -> the task's target, as
 // circuit_paths (total = the sum over prompts of the product of the three edge weights).
-MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(f1:Feature)
-MATCH (c)-[:CONTAINS]->(f2:Feature)
-MATCH (f1)-[r2:ATTRIBUTES]->(f2)
+MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(f2:Feature)
 MATCH (f2)-[r3:ATTRIBUTES]->(g:Target)
-WHERE r2.prompt = r3.prompt AND r2.dst_pos = r3.src_pos AND g.task = c.task
-MATCH (c)-[:CONTAINS]->(t:Token)
-MATCH (t)-[r1:ATTRIBUTES]->(f1)
-WHERE r1.prompt = r2.prompt AND r1.dst_pos = r2.src_pos
-RETURN t.uid AS token_uid, t.text AS token, f1.uid AS feature, f2.uid AS feature2,
-       g.name AS target, sum(r1.w * r2.w * r3.w) AS total,
-       count(DISTINCT r1.prompt) AS n_prompts
+WHERE g.task = c.task
+WITH c, f2, g, r3
+MATCH (f1:Feature)-[r2:ATTRIBUTES]->(f2)
+WHERE r2.prompt = r3.prompt AND r2.dst_pos = r3.src_pos
+WITH c, f1, f2, g, r2, r3
+MATCH (c)-[:CONTAINS]->(f1)
+WITH c, f1, f2, g, r2.w * r3.w AS w23, r2.prompt AS prompt, r2.src_pos AS pos
+MATCH (t:Token)-[r1:ATTRIBUTES]->(f1)
+WHERE r1.prompt = prompt AND r1.dst_pos = pos
+MATCH (c)-[:CONTAINS]->(t)
+RETURN t.uid AS token_uid, t.token_id AS token_id, t.text AS token, f1.uid AS feature,
+       f2.uid AS feature2,
+       g.name AS target, sum(r1.w * w23) AS total, count(DISTINCT prompt) AS n_prompts
 ORDER BY abs(total) DESC, token_uid, feature, feature2
 LIMIT $limit
 
