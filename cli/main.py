@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ingest, query, store
+from . import ingest, query, store, toy
 
 app = typer.Typer(
     name="circuitcat",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(store.app, name="store")
 app.add_typer(query.app, name="query")
 app.add_typer(ingest.app, name="ingest")
+app.add_typer(toy.app, name="toy")
 
 
 def main() -> None:

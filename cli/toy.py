@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 
-class EvalFormat(str, Enum):
+class EvalFormat(StrEnum):
     table = "table"
     json = "json"
 
@@ -57,7 +57,7 @@ def _render(report: dict, fmt: EvalFormat) -> None:
 @app.command()
 def train(
     seed: Annotated[int, typer.Option(help="Seed of the corpus, init and batches.")] = 0,
-    steps: Annotated[int, typer.Option(help="Model training steps.")] = 3000,
+    steps: Annotated[int, typer.Option(help="Model training steps.")] = 2000,
     out: Annotated[Path | None, typer.Option(help="Weights folder [default: shipped one].")] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
     format: Annotated[EvalFormat, typer.Option(help="Output format.")] = EvalFormat.table,
@@ -75,7 +75,8 @@ def train(
             tasks: dict[str, TaskID] = {}
 
             def advance(stage: str, done: int, total: int) -> None:
-                tasks.setdefault(stage, bar.add_task(stage, total=total))
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=done)
 
             cfg = ToyTrainConfig(seed=seed, steps=steps)

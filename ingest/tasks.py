@@ -1,0 +1,243 @@
+"""Tasks: prompts with answer tokens and a metric over the logits at the last position.
+
+Built in: `greater-than` (Hanna et al.; the transcoder paper's circuit). Prompts read
+"The <noun> lasted from the year <C><YY> to the year <C>"; the metric is the probability
+difference over the two-digit year tokens "00".."99" with the softmax restricted to them:
+sum p(y > YY) - sum p(y <= YY). The text writes the year unsplit ("1732"): GPT-2 splits it into
+" 17" + "32" and the toy tokenizer cuts digit runs into pairs, so one template serves both.
+
+Custom tasks come from JSONL, one prompt a line:
+    {"prompt": "...", "correct": [" Paris"], "incorrect": [" Rome", " Berlin"]}
+scored by logit difference (mean correct logit minus mean incorrect logit).
+
+Start years YY of greater-than are split so a model can be tested on years it never saw as the
+start of a greater-than sentence (`GREATER_THAN_SPLITS`); "00", "01" and "99" are never used.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from circuitcat.catalog.errors import TaskError
+
+Split = Literal["train", "val", "eval", "all"]
+Metric = Literal["prob_diff", "logit_diff"]
+
+GREATER_THAN_TEMPLATE = "The {noun} lasted from the year {century}{yy:02d} to the year {century}"
+GREATER_THAN_CENTURIES: tuple[int, ...] = tuple(range(11, 18))
+# Nouns of the paper's greater-than prompts that are single words in the toy vocabulary too.
+GREATER_THAN_NOUNS: tuple[str, ...] = (
+    "war", "siege", "reign", "drought", "famine", "journey", "expedition", "trial", "strike",
+    "rebellion", "treaty", "plague", "voyage", "campaign", "dynasty", "occupation", "crisis",
+    "festival", "project", "study", "marriage", "friendship", "rivalry", "dispute", "alliance",
+    "kingdom", "empire", "revolt", "exile", "tour", "pilgrimage", "quest", "epidemic", "boom",
+    "recession", "experiment", "construction", "investigation", "negotiation", "conflict",
+    "invasion", "mission", "program", "insurgency", "outbreak", "blockade", "truce", "feud",
+)  # fmt: skip
+VALID_START_YEARS: tuple[int, ...] = tuple(range(2, 99))
+GREATER_THAN_SPLITS: dict[str, tuple[int, ...]] = {
+    "eval": tuple(y for y in VALID_START_YEARS if y % 5 == 3),
+    "val": tuple(y for y in VALID_START_YEARS if y % 10 == 0),
+    "train": tuple(y for y in VALID_START_YEARS if y % 5 != 3 and y % 10 != 0),
+    "all": VALID_START_YEARS,
+}
+
+
+@dataclass(frozen=True)
+class TaskPrompt:
+    """One prompt: its text, token ids (BOS first), the answer, and the scored token ids."""
+
+    text: str
+    tokens: tuple[int, ...]
+    answer: str
+    correct: tuple[int, ...]
+    incorrect: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named set of prompts and the metric that scores the last-position logits."""
+
+    name: str
+    metric: Metric
+    description: str
+    prompts: tuple[TaskPrompt, ...]
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    ids = list(tokenizer.encode(text, add_special_tokens=False))
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        bos = getattr(tokenizer, "eos_token_id", None)
+    return ([int(bos)] if bos is not None else []) + [int(i) for i in ids]
+
+
+def _decode(tokenizer: Any, token_id: int) -> str:
+    return str(tokenizer.decode([token_id])).strip()
+
+
+def single_token_id(tokenizer: Any, text: str) -> int:
+    """The id of `text` when it is one token; TaskError otherwise."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        raise TaskError(
+            f"{text!r} is {len(ids)} tokens for this tokenizer, expected exactly 1; "
+            "use a tokenizer whose vocabulary has it as one token"
+        )
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is not None and ids[0] == unk and text != getattr(tokenizer, "unk_token", None):
+        raise TaskError(f"{text!r} is not in the tokenizer's vocabulary, expected one token")
+    return int(ids[0])
+
+
+def year_token_ids(tokenizer: Any) -> Int[Tensor, "100"]:
+    """Token ids of the two-digit year halves "00".."99", in order."""
+    return torch.tensor([single_token_id(tokenizer, f"{y:02d}") for y in range(100)])
+
+
+def prob_diff(
+    logits_last: Float[Tensor, "batch d_vocab"],
+    yy: Int[Tensor, " batch"],
+    year_ids: Int[Tensor, "100"],
+) -> Float[Tensor, " batch"]:
+    """sum p(y > YY) - sum p(y <= YY), softmax restricted to the year tokens."""
+    probs = torch.softmax(logits_last[:, year_ids].float(), dim=-1)
+    above = torch.arange(100, device=probs.device)[None, :] > yy.to(probs.device)[:, None]
+    return (probs * above).sum(-1) - (probs * ~above).sum(-1)
+
+
+def greater_than(tokenizer: Any, n: int = 200, seed: int = 0, split: Split = "eval") -> Task:
+    """`n` distinct greater-than prompts with start years from `split`."""
+    if split not in GREATER_THAN_SPLITS:
+        raise TaskError(f"unknown split {split!r}; use one of {sorted(GREATER_THAN_SPLITS)}")
+    year_ids = year_token_ids(tokenizer).tolist()
+    combos = list(
+        itertools.product(GREATER_THAN_NOUNS, GREATER_THAN_CENTURIES, GREATER_THAN_SPLITS[split])
+    )
+    if not 1 <= n <= len(combos):
+        raise TaskError(f"asked for {n} greater-than prompts; split {split!r} has 1..{len(combos)}")
+    random.Random(seed).shuffle(combos)
+    prompts: list[TaskPrompt] = []
+    for noun, century, yy in combos:
+        text = GREATER_THAN_TEMPLATE.format(noun=noun, century=century, yy=yy)
+        tokens = _encode(tokenizer, text)
+        # Skip the rare year a tokenizer merges differently (the paper drops those too).
+        if year_ids[yy] not in tokens[-6:] or _decode(tokenizer, tokens[-1]) != str(century):
+            continue
+        prompts.append(
+            TaskPrompt(
+                text=text,
+                tokens=tuple(tokens),
+                answer=f"{yy:02d}",
+                correct=tuple(year_ids[yy + 1 :]),
+                incorrect=tuple(year_ids[: yy + 1]),
+            )
+        )
+        if len(prompts) == n:
+            break
+    if len(prompts) < n:
+        raise TaskError(
+            f"only {len(prompts)} of {n} greater-than prompts tokenize with the year split into "
+            "two-digit halves; use a tokenizer that splits years like GPT-2 or ask for fewer"
+        )
+    return Task(
+        name="greater-than",
+        metric="prob_diff",
+        description="p(year > YY) - p(year <= YY) over the tokens 00..99 after "
+        "'The <noun> lasted from the year <C><YY> to the year <C>'",
+        prompts=tuple(prompts),
+    )
+
+
+def _parse_line(tokenizer: Any, line: str, where: str) -> TaskPrompt:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise TaskError(f"{where}: not valid JSON ({e.msg}); write one JSON object a line") from e
+    if not isinstance(row, dict):
+        raise TaskError(f"{where}: expected a JSON object with prompt, correct, incorrect")
+    prompt = row.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise TaskError(f"{where}: field 'prompt' must be a non-empty string")
+    ids: dict[str, tuple[int, ...]] = {}
+    for key in ("correct", "incorrect"):
+        value = row.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise TaskError(f"{where}: field {key!r} must be a non-empty list of token strings")
+        try:
+            ids[key] = tuple(single_token_id(tokenizer, v) for v in value)
+        except TaskError as e:
+            raise TaskError(f"{where}: field {key!r}: {e}") from e
+    return TaskPrompt(
+        text=prompt,
+        tokens=tuple(_encode(tokenizer, prompt)),
+        answer=str(row["correct"][0]),
+        correct=ids["correct"],
+        incorrect=ids["incorrect"],
+    )
+
+
+def load_jsonl_task(path: Path, tokenizer: Any, name: str | None = None) -> Task:
+    """A custom task from a JSONL file, scored by logit difference."""
+    if not path.is_file():
+        raise TaskError(f"task file {path} does not exist")
+    prompts = [
+        _parse_line(tokenizer, line, f"{path}:{i}")
+        for i, line in enumerate(path.read_text().splitlines(), start=1)
+        if line.strip()
+    ]
+    if not prompts:
+        raise TaskError(f"task file {path} has no prompts; write one JSON object a line")
+    return Task(
+        name=name or path.stem,
+        metric="logit_diff",
+        description=f"mean correct logit minus mean incorrect logit, prompts from {path.name}",
+        prompts=tuple(prompts),
+    )
+
+
+def _id_mask(rows: Sequence[tuple[int, ...]], d_vocab: int) -> torch.Tensor:
+    mask = torch.zeros(len(rows), d_vocab, dtype=torch.bool)
+    for i, ids in enumerate(rows):
+        mask[i, list(ids)] = True
+    return mask
+
+
+def score(
+    metric: Metric, logits_last: Float[Tensor, "batch d_vocab"], prompts: Sequence[TaskPrompt]
+) -> Float[Tensor, " batch"]:
+    """The task metric of each prompt from its last-position logits."""
+    logits = logits_last.float()
+    correct = _id_mask([p.correct for p in prompts], logits.shape[-1]).to(logits.device)
+    incorrect = _id_mask([p.incorrect for p in prompts], logits.shape[-1]).to(logits.device)
+    if metric == "prob_diff":
+        restricted = logits.masked_fill(~(correct | incorrect), float("-inf"))
+        probs = torch.softmax(restricted, dim=-1)
+        return (probs * correct).sum(-1) - (probs * incorrect).sum(-1)
+    if metric == "logit_diff":
+        mean_correct = (logits * correct).sum(-1) / correct.sum(-1)
+        mean_incorrect = (logits * incorrect).sum(-1) / incorrect.sum(-1)
+        return mean_correct - mean_incorrect
+    raise TaskError(f"unknown metric {metric!r}; use prob_diff or logit_diff")
+
+
+def batch_tokens(
+    prompts: Sequence[TaskPrompt], pad_id: int = 0
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"]]:
+    """Right-padded token ids and the index of each prompt's last real token."""
+    length = max(len(p.tokens) for p in prompts)
+    tokens = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        tokens[i, : len(p.tokens)] = torch.tensor(p.tokens)
+    last = torch.tensor([len(p.tokens) - 1 for p in prompts])
+    return tokens, last
