@@ -59,7 +59,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of the corpus, init and batches.")] = 0,
     steps: Annotated[int, typer.Option(help="Model training steps.")] = 2000,
     out: Annotated[Path | None, typer.Option(help="Weights folder [default: shipped one].")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
+    threads: Annotated[
+        int, typer.Option(help="torch CPU threads (1 is fastest on a busy machine).")
+    ] = 1,
     format: Annotated[EvalFormat, typer.Option(help="Output format.")] = EvalFormat.table,
 ) -> None:
     """Train the toy model and its transcoders from a seed (CPU, minutes) and write them."""
@@ -91,7 +93,9 @@ def eval_(
     format: Annotated[EvalFormat, typer.Option(help="Output format.")] = EvalFormat.table,
     n: Annotated[int, typer.Option(help="Held-out greater-than prompts.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed that picks the prompts.")] = 0,
-    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
+    threads: Annotated[
+        int, typer.Option(help="torch CPU threads (1 is fastest on a busy machine).")
+    ] = 1,
 ) -> None:
     """Evaluate the shipped toy: greater-than metric, transcoder FVU/L0/dead, replacement."""
     import torch

@@ -27,6 +27,8 @@ from circuitcat.ingest.toy.model import (
     read_toy_config,
 )
 from circuitcat.ingest.toy.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
+from circuitcat.ingest.toy.train import ToyTrainConfig, train_toy
+from circuitcat.ingest.transcoders.training import TranscoderTrainConfig
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -166,3 +168,23 @@ def test_cli_eval_json_and_errors() -> None:
     assert data["n_prompts"] == 20 and len(data["layers"]) == 4
     failed = runner.invoke(app, ["eval", "--n", "0", "--threads", "1"])
     assert failed.exit_code == 1 and "error:" in failed.stderr and "asked for 0" in failed.stderr
+
+
+def test_train_toy_smoke(tmp_path: Path) -> None:
+    tc_cfg = TranscoderTrainConfig(d_transcoder=32, steps=20, batch_size=256, resample_every=10)
+    cfg = ToyTrainConfig(
+        steps=20,
+        eval_every=10,
+        n_val_prompts=20,
+        tc_train_sequences=64,
+        tc_eval_sequences=32,
+        transcoders=tc_cfg,
+    )
+    result = train_toy(tmp_path, cfg)
+    assert [h[0] for h in result.history] == [10, 20] and result.best_step in (10, 20)
+    model = load_toy_model(weights_dir=tmp_path)
+    tset = load_toy_transcoders(weights_dir=tmp_path)
+    assert tset.d_transcoder == 32 and tset.layers == [0, 1, 2, 3]
+    assert read_toy_config(tmp_path)["training"]["steps"] == 20
+    assert model.cfg.d_vocab == load_toy_model().cfg.d_vocab
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from circuitcat.ingest.transcoders.training import (
     TranscoderTrainConfig,
     train_transcoder_set,
 )
+from circuitcat.ingest.transcoders.transcoder import TranscoderSet
 
 TRANSCODER_SET_NAME = "tc-v1"
 
@@ -131,34 +134,51 @@ def train_model(
     return best[0], best[1], history
 
 
+@contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """Seed torch and turn on deterministic algorithms, restoring the previous mode after."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def train_toy_transcoders(
+    model: HookedTransformer, cfg: ToyTrainConfig, progress: Progress | None = None
+) -> TranscoderSet:
+    """One transcoder per MLP layer, on fresh corpus samples (seeds cfg.seed + 1 and + 2)."""
+    tokenizer = require_tokenizer(model)
+    n_ctx = model.cfg.n_ctx
+    train_texts = generate_texts(cfg.seed + 1, cfg.tc_train_sequences, n_ctx)
+    eval_texts = generate_texts(cfg.seed + 2, cfg.tc_eval_sequences, n_ctx)
+    tset = train_transcoder_set(
+        model,
+        torch.split(encode_texts(train_texts, tokenizer, n_ctx), 64),
+        torch.split(encode_texts(eval_texts, tokenizer, n_ctx), 64),
+        cfg.transcoders,
+        name=TRANSCODER_SET_NAME,
+        pad_id=int(tokenizer.pad_token_id),
+        progress=progress,
+    )
+    tset.processing = dict(PROCESSING)
+    return tset
+
+
 def train_toy(
     out: Path, cfg: ToyTrainConfig | None = None, progress: Progress | None = None
 ) -> ToyTrainResult:
     """Train the toy model and its transcoders from `cfg.seed` and write them to `out`."""
     cfg = cfg or ToyTrainConfig()
+    cfg = replace(cfg, transcoders=replace(cfg.transcoders, seed=cfg.seed))
     started = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    torch.use_deterministic_algorithms(True)
-    tokenizer = load_tokenizer(save_tokenizer(out / TOKENIZER_DIR))
-    model = build_toy_model(tokenizer, seed=cfg.seed)
-    best_step, best_val, history = train_model(model, cfg, progress)
-    n_ctx, pad_id = model.cfg.n_ctx, int(tokenizer.pad_token_id)
-    train_tokens = encode_texts(
-        generate_texts(cfg.seed + 1, cfg.tc_train_sequences, n_ctx), tokenizer, n_ctx
-    )
-    eval_tokens = encode_texts(
-        generate_texts(cfg.seed + 2, cfg.tc_eval_sequences, n_ctx), tokenizer, n_ctx
-    )
-    tset = train_transcoder_set(
-        model,
-        torch.split(train_tokens, 64),
-        torch.split(eval_tokens, 64),
-        cfg.transcoders,
-        name=TRANSCODER_SET_NAME,
-        pad_id=pad_id,
-        progress=progress,
-    )
-    tset.processing = dict(PROCESSING)
+    with deterministic(cfg.seed):
+        tokenizer = load_tokenizer(save_tokenizer(out / TOKENIZER_DIR))
+        model = build_toy_model(tokenizer, seed=cfg.seed)
+        best_step, best_val, history = train_model(model, cfg, progress)
+        tset = train_toy_transcoders(model, cfg, progress)
     report = evaluate_toy(model, tset)
     record: dict[str, Any] = {
         "training": {
@@ -182,4 +202,11 @@ def train_toy(
     )
 
 
-__all__ = ["TOY_MODEL_NAME", "ToyTrainConfig", "ToyTrainResult", "train_model", "train_toy"]
+__all__ = [
+    "TOY_MODEL_NAME",
+    "ToyTrainConfig",
+    "ToyTrainResult",
+    "train_model",
+    "train_toy",
+    "train_toy_transcoders",
+]
