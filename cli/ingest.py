@@ -224,3 +224,88 @@ def _token_progress() -> Iterator[Callable[[int, int | None], None]]:
             bar.update(task, completed=done, total=total, count=count, rate=f"{rate:,.0f} tok/s")
 
         yield update
+
+
+@app.command("prompts")
+@handle_errors
+def prompts(
+    task: Annotated[str, typer.Option(help="'greater-than', or a name for --prompts.")],
+    n: Annotated[int | None, typer.Option(help="Prompts [greater-than: 100; file: all].")] = None,
+    prompts_file: Annotated[
+        Path | None, typer.Option("--prompts", help="JSONL: prompt, correct, incorrect.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed that picks greater-than prompts.")] = 0,
+    method: Annotated[str, typer.Option(help="graph (pruned) or paths (beam search).")] = "graph",
+    node_threshold: Annotated[float, typer.Option(help="Influence share of kept nodes.")] = 0.8,
+    edge_threshold: Annotated[float, typer.Option(help="Score share of kept edges.")] = 0.98,
+    depth: Annotated[int, typer.Option(help="--method paths: edges per path.")] = 3,
+    branches: Annotated[int, typer.Option(help="--method paths: beam width.")] = 3,
+    max_features: Annotated[
+        int | None, typer.Option(help="Strongest active features kept per prompt [all].")
+    ] = None,
+    heads: Annotated[bool, typer.Option(help="Write Head -> node edges (by first hop).")] = True,
+    split_edges: Annotated[
+        bool, typer.Option(help="Store edges split by route instead (~7x rows).")
+    ] = False,
+    model: Annotated[str, typer.Option(help="'toy-years', a model folder or name.")] = "toy-years",
+    transcoders: Annotated[str, typer.Option(help="Transcoder folder or 'toy-years'.")] = (
+        "toy-years"
+    ),
+    name: Annotated[str | None, typer.Option(help="The set's registered name.")] = None,
+    device: DeviceOption = "auto",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Write per-prompt attribution graphs of a task into the catalog.
+
+    Each prompt is attributed to its logit-difference direction (greater-than: years > YY
+    against years <= YY), the graph is pruned and written as Prompt, Target, Error nodes and
+    ATTRIBUTES edges. Prompts already stored for this set are skipped."""
+    from circuitcat.ingest.models import load_model
+    from circuitcat.ingest.prompts import PromptParams, load_task, parse_method, run_prompts
+    from circuitcat.ingest.transcoders.load import load_transcoders
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    dev = pick_device(device)
+    loaded = load_model(model, dev)
+    tset = load_transcoders(transcoders, loaded, device=dev)
+    tset.name = name or tset.name
+    spec = load_task(task, loaded.model.tokenizer, n=n, seed=seed, prompts=prompts_file)
+    params = PromptParams(
+        method=parse_method(method),
+        node_threshold=node_threshold, edge_threshold=edge_threshold, depth=depth,
+        branches=branches, max_features=max_features, heads=heads, split_edges=split_edges,
+    )  # fmt: skip
+    with open_store(store) as s, _count_progress("prompts") as progress:
+        r = run_prompts(s, loaded, tset, spec, params, progress=progress)
+    typer.echo(
+        f"prompts: {r.task} on {r.set_uid}: {r.written} written, {r.skipped} already stored; "
+        f"{r.edges:,} ATTRIBUTES rows, {r.features_per_prompt:.0f} features/prompt kept; mean "
+        f"{spec.metric} {r.metric_mean:.3f}; {r.seconds:.1f} s (attribution "
+        f"{r.timings['attribute']:.1f} s, writing {r.timings['write']:.1f} s)"
+    )
+
+
+@contextmanager
+def _count_progress(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr, fed as `progress(done, total)`."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -110,10 +110,13 @@ def node_batches() -> list[NodeBatch]:
     error = NodeBatch(
         NodeKind.ERROR,
         {
-            "uid": [s.error_uid(SET.uid, 1, "transcoder_error")],
-            "set": [SET.uid],
-            "layer": [1],
-            "kind": ["transcoder_error"],
+            "uid": [
+                s.error_uid(SET.uid, 1, "transcoder_error"),
+                s.error_uid(SET.uid, -1, "remainder"),
+            ],
+            "set": [SET.uid] * 2,
+            "layer": [1, -1],
+            "kind": ["transcoder_error", "remainder"],
         },
     )
     target = NodeBatch(
@@ -289,6 +292,69 @@ def edge_batches() -> list[EdgeBatch]:
                 "run": run,
             },
         ),
+        # A prompt graph's path year token -> layer-0 feature -> layer-1 feature -> target,
+        # a direct token -> layer-1 feature edge, and the remainder edge that marks it stored.
+        EdgeBatch(
+            RelKind.ATTRIBUTES,
+            T,
+            F,
+            [tok[2], tok[2]],
+            [feature_uids(0)[0], feature_uids(1)[0]],
+            {
+                "prompt": [prompt] * 2,
+                "w": [0.4, 0.25],
+                "src_pos": [3, 3],
+                "dst_pos": [3, 5],
+                "via": ["resid", "attn:0.1"],
+                "run": run * 2,
+            },
+        ),
+        EdgeBatch(
+            RelKind.ATTRIBUTES,
+            F,
+            NodeKind.TARGET,
+            feature_uids(1)[:1],
+            [s.target_uid("greater-than", "prob_diff")],
+            {
+                "prompt": [prompt],
+                "w": [0.6],
+                "src_pos": [5],
+                "dst_pos": [5],
+                "via": ["resid"],
+                "run": run,
+            },
+        ),
+        EdgeBatch(
+            RelKind.ATTRIBUTES,
+            NodeKind.ERROR,
+            NodeKind.TARGET,
+            [s.error_uid(SET.uid, -1, "remainder")],
+            [s.target_uid("greater-than", "prob_diff")],
+            {
+                "prompt": [prompt],
+                "w": [0.02],
+                "src_pos": [5],
+                "dst_pos": [5],
+                "via": ["all"],
+                "run": run,
+            },
+        ),
+        EdgeBatch(
+            RelKind.CONTAINS,
+            NodeKind.CIRCUIT,
+            F,
+            [circuit],
+            feature_uids(0)[:1],
+            {"score": [0.5], "run": run},
+        ),
+        EdgeBatch(
+            RelKind.CONTAINS,
+            NodeKind.CIRCUIT,
+            T,
+            [circuit],
+            tok[2:3],
+            {"score": [0.3], "run": run},
+        ),
     ]
 
 
@@ -309,15 +375,15 @@ EXPECTED_NODES = {
     "Prompt": 2,
     "Run": 1,
     "Circuit": 1,
-    "Error": 1,
+    "Error": 2,
     "Target": 1,
 }
 EXPECTED_RELS = {
     "VIRTUAL_WEIGHT": 48,
     "DEEMBEDS": 10,
     "PROMOTES": 5,
-    "ATTRIBUTES": 5,
-    "CONTAINS": 3,
+    "ATTRIBUTES": 9,
+    "CONTAINS": 5,
     "OF_TASK": 2,
     "IN_SET": 18,
     "FOR_MODEL": 1,

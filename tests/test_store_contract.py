@@ -17,6 +17,7 @@ from circuitcat.catalog.errors import (
     StoreUnavailableError,
 )
 from circuitcat.catalog.queries import load_queries
+from circuitcat.catalog.schema import circuit_uid, prompt_uid
 
 from . import catalog_data as data
 from .neo4j_server import Neo4jServer
@@ -163,11 +164,15 @@ def test_edge_kinds_check_their_endpoints_and_keys() -> None:
 
 
 def test_read_only_unless_asked(filled: CatalogStore) -> None:
+    count = "MATCH (f:Feature) WHERE f.label = 'x' RETURN count(f)"
     with pytest.raises(ReadOnlyViolationError, match="--write"):
         filled.run_cypher("MATCH (f:Feature) SET f.label = 'x'")
-    assert filled.run_cypher("MATCH (f:Feature) WHERE f.label = 'x' RETURN count(f)").rows == [[0]]
-    filled.run_cypher("MATCH (f:Feature) SET f.label = 'x'", write=True)
-    assert filled.run_cypher("MATCH (f:Feature) WHERE f.label = 'x' RETURN count(f)").rows == [[18]]
+    # Straight after a refusal the store still writes when asked (no transaction left open).
+    filled.run_cypher("MATCH (f:Feature) WHERE f.layer = 0 SET f.label = 'x'", write=True)
+    assert filled.run_cypher(count).rows == [[6]]
+    with pytest.raises(ReadOnlyViolationError):
+        filled.run_cypher("MATCH (f:Feature) SET f.label = 'y'")
+    assert filled.run_cypher(count).rows == [[6]]
 
 
 def test_bad_cypher_is_a_query_error(store: CatalogStore) -> None:
@@ -203,6 +208,8 @@ def test_unwritable_embedded_path_is_a_typed_error(tmp_path: Path) -> None:
 
 def _named_query_params() -> dict[str, dict]:
     f0, f1 = data.feature_uids(0)[1], data.feature_uids(1)[3]
+    circuit = circuit_uid(data.SET.uid, "greater-than", "gt")
+    prompt = prompt_uid("greater-than", "from the year 17 32 to the year 17")
     return {
         "models": {},
         "transcoder_sets": {},
@@ -216,6 +223,19 @@ def _named_query_params() -> dict[str, dict]:
         "prompts_of_task": {"task": "greater-than", "limit": 10},
         "runs": {"limit": 5},
         "set_feature_count": {"set_uid": data.SET.uid},
+        "attributed_prompts": {"task": "greater-than", "set_uid": data.SET.uid},
+        "attributed_sets": {"task": "greater-than"},
+        "prompt_attributions": {"prompts": [prompt]},
+        "set_live_feature_count": {"set_uid": data.SET.uid},
+        "set_feature_means": {"set_uid": data.SET.uid},
+        "circuits": {"circuit_name": "gt"},
+        "circuit_features": {"uid": circuit},
+        "circuit_heads": {"uid": circuit},
+        "circuit_tokens": {"uid": circuit},
+        "circuit_feature_prompts": {"uid": circuit},
+        "circuit_edges": {"uid": circuit},
+        "circuit_target_edges": {"uid": circuit},
+        "circuit_activations": {"uid": circuit},
     }
 
 

@@ -102,11 +102,12 @@ ORDER BY set_uid
 
 // name: prompt_attributions
 // Every stored ATTRIBUTES edge of the given prompts, with what identifies its endpoints: a
-// feature has an index, a token a token_id, an error node a kind, a target a task.
+// feature has an index, a token a token_id, an error node a kind, a head a head, a target a task.
 MATCH (a)-[r:ATTRIBUTES]->(b)
 WHERE r.prompt IN $prompts
 RETURN r.prompt AS prompt, a.uid AS src, b.uid AS dst, a.`set` AS src_set, b.`set` AS dst_set,
-       a.`index` AS src_index, a.token_id AS src_token, a.kind AS src_error, a.layer AS src_layer,
+       a.`index` AS src_index, a.token_id AS src_token, a.kind AS src_error, a.head AS src_head,
+       a.layer AS src_layer,
        b.`index` AS dst_index, b.task AS dst_task, b.layer AS dst_layer,
        r.src_pos AS src_pos, r.dst_pos AS dst_pos, r.via AS via, r.w AS w
 ORDER BY prompt, src, dst, src_pos, dst_pos, via
@@ -154,58 +155,39 @@ ORDER BY score DESC, uid
 // whose stored graphs it has an outgoing edge: the range of prompts it works on.
 MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(f:Feature)
 MATCH (f)-[r:ATTRIBUTES]->(x)
-MATCH (p:Prompt)
-WHERE p.uid = r.prompt AND p.task = c.task
+WITH c, f, collect(DISTINCT r.prompt) AS prompts
+UNWIND prompts AS prompt
+MATCH (p:Prompt {uid: prompt})
+WHERE p.task = c.task
 RETURN f.uid AS uid, min(p.answer) AS first_answer, max(p.answer) AS last_answer,
-       count(DISTINCT p.uid) AS n_prompts
+       count(p) AS n_prompts
 ORDER BY uid
 
-// name: circuit_paths
-// Two-edge paths token -> circuit feature -> the task's target within one prompt graph (the
-// feature read at the position the token's edge wrote to), among the circuit's tokens and
-// features. total = the sum over prompts of the product of the two edge weights. (WITH
-// between the steps keeps the embedded engine from joining everything at once.)
-MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(f:Feature)
-MATCH (f)-[r2:ATTRIBUTES]->(g:Target)
-WHERE g.task = c.task
-WITH c, f, g, r2
-MATCH (t:Token)-[r1:ATTRIBUTES]->(f)
-WHERE r1.prompt = r2.prompt AND r1.dst_pos = r2.src_pos
-MATCH (c)-[:CONTAINS]->(t)
-RETURN t.uid AS token_uid, t.token_id AS token_id, t.text AS token, f.uid AS feature,
-       g.name AS target, sum(r1.w * r2.w) AS total, count(DISTINCT r1.prompt) AS n_prompts
-ORDER BY abs(total) DESC, token_uid, feature
-LIMIT $limit
-
-// name: circuit_paths3
-// Three-edge paths token -> circuit feature -> circuit feature -> the task's target, as
-// circuit_paths (total = the sum over prompts of the product of the three edge weights).
-MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(f2:Feature)
-MATCH (f2)-[r3:ATTRIBUTES]->(g:Target)
-WHERE g.task = c.task
-WITH c, f2, g, r3
-MATCH (f1:Feature)-[r2:ATTRIBUTES]->(f2)
-WHERE r2.prompt = r3.prompt AND r2.dst_pos = r3.src_pos
-WITH c, f1, f2, g, r2, r3
-MATCH (c)-[:CONTAINS]->(f1)
-WITH c, f1, f2, g, r2.w * r3.w AS w23, r2.prompt AS prompt, r2.src_pos AS pos
-MATCH (t:Token)-[r1:ATTRIBUTES]->(f1)
-WHERE r1.prompt = prompt AND r1.dst_pos = pos
-MATCH (c)-[:CONTAINS]->(t)
-RETURN t.uid AS token_uid, t.token_id AS token_id, t.text AS token, f1.uid AS feature,
-       f2.uid AS feature2,
-       g.name AS target, sum(r1.w * w23) AS total, count(DISTINCT prompt) AS n_prompts
-ORDER BY abs(total) DESC, token_uid, feature, feature2
-LIMIT $limit
-
-// name: circuit_subgraph
-// The circuit as a graph: its members' stored ATTRIBUTES edges into other members or into
-// the task's target, summed over prompts (paste into Neo4j Browser with RETURN a, r, b to draw).
-MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(a)
+// name: circuit_edges
+// The circuit's mean graph, between members: ATTRIBUTES edges from member features and tokens
+// into member features, summed over the task's prompts (all positions and routes), with the
+// number of prompts each occurs in. Prompt uids start with their task's name and '/'.
+MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(b:Feature)
+MATCH (c)-[:CONTAINS]->(a)
 MATCH (a)-[r:ATTRIBUTES]->(b)
-OPTIONAL MATCH (c)-[k:CONTAINS]->(b)
-WITH c, a, r, b, k
-WHERE k IS NOT NULL OR b.task = c.task
+WHERE r.prompt STARTS WITH (c.task + '/') AND a.head IS NULL
 RETURN a.uid AS src, b.uid AS dst, sum(r.w) AS total, count(DISTINCT r.prompt) AS n_prompts
-ORDER BY abs(total) DESC, src, dst
-LIMIT $limit
+ORDER BY src, dst
+
+// name: circuit_target_edges
+// Member features into the task's target, summed over prompts.
+MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(f:Feature)
+MATCH (f)-[r:ATTRIBUTES]->(g:Target)
+WHERE g.task = c.task
+RETURN f.uid AS src, g.uid AS dst, g.name AS target, sum(r.w) AS total,
+       count(DISTINCT r.prompt) AS n_prompts
+ORDER BY src, dst
+
+// name: circuit_activations
+// Per member feature, the sum over the task's prompts and positions of its stored inputs
+// (every source but heads, whose edges decompose the others): the sum of its activations.
+MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(f:Feature)
+MATCH (a)-[r:ATTRIBUTES]->(f)
+WHERE r.prompt STARTS WITH (c.task + '/') AND a.head IS NULL
+RETURN f.uid AS uid, sum(r.w) AS total, count(DISTINCT r.prompt) AS n_prompts
+ORDER BY uid

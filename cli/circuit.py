@@ -1,0 +1,193 @@
+"""`circuitcat circuit ...`: find a circuit in the stored prompt graphs, show it, verify it.
+
+`find` and `show` only talk to the store (no torch); `verify` loads the model and transcoders.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from circuitcat.catalog import open_store
+from circuitcat.catalog.schema import model_uid, transcoder_set_uid
+
+from .common import FormatOption, StoreOption, handle_errors
+from .output import Format, render
+
+app = typer.Typer(
+    help="Circuits: aggregate a task's prompt graphs into a circuit, show it, verify it.",
+    no_args_is_help=True,
+)
+
+SetOption = Annotated[
+    str | None, typer.Option("--set", help="Transcoder set uid, e.g. toy-years/tc-v1.")
+]
+FEATURE_COLUMNS = ["layer", "index", "score", "answers", "n_prompts", "top_logits", "label"]
+
+
+@app.command("find")
+@handle_errors
+def find(
+    task: Annotated[str, typer.Option(help="Task whose prompt graphs to aggregate.")],
+    name: Annotated[str | None, typer.Option(help="Circuit name [default: the task].")] = None,
+    top_n: Annotated[
+        int | None, typer.Option(help="Keep this many features [default: 5% of live ones].")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Keep features scoring at least this instead.")
+    ] = None,
+    set_uid: SetOption = None,
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Aggregate a task's stored prompt graphs into a circuit.
+
+    Features are ranked by their mean total attribution onto the target; the circuit replaces
+    an earlier one of the same name."""
+    from circuitcat.ingest.circuits import find_circuit
+
+    with open_store(store) as s:
+        r = find_circuit(s, task, set_uid, name=name, top_n=top_n, threshold=threshold)
+    if fmt is not Format.table:
+        typer.echo(json.dumps(asdict(r), indent=2))
+        return
+    typer.echo(
+        f"circuit {r.name!r} ({r.uid}): {r.n_features} features of {r.n_live} live "
+        f"({100 * r.n_features / max(r.n_live, 1):.1f}%; live = {r.live_from}), {r.n_heads} "
+        f"heads, {r.n_tokens} tokens, from {r.n_prompts} prompt graphs in {r.seconds:.2f} s; "
+        f"error nodes (errors, biases, remainders) carry {100 * r.error_share:.1f}% of the "
+        "leaves' attribution"
+    )
+    typer.echo(render(["feature", "score"], [list(t) for t in r.top], Format.table, "strongest"))
+
+
+def _show_tables(view: Any) -> str:
+    c = view.circuit
+    faith = c["faithfulness"]
+    lines = [
+        f"circuit {c['name']!r}: task {c['task']}, set {c['set_uid']}, {c['n_features']} "
+        f"features, from {c['params'].get('n_prompts')} prompts ({view.seconds * 1000:.0f} ms)"
+    ]
+    if faith:
+        lines.append(
+            f"verify: circuit {faith['circuit']:.3f} vs transcoders {faith['replaced']:.3f} "
+            f"({100 * faith['kept']:.0f}% kept); random {faith['random']:.3f}; "
+            f"model {faith['full']:.3f}"
+        )
+    rows = [[f[k] for k in FEATURE_COLUMNS] for f in view.features]
+    lines.append(render(FEATURE_COLUMNS, rows, Format.table, "features"))
+    heads = [[h["layer"], h["head"], h["score"]] for h in view.heads]
+    lines.append(render(["layer", "head", "score"], heads, Format.table, "heads"))
+    prefix = f"{c['set_uid']}/"
+    paths = [
+        [
+            p["depth"],
+            p["token"],
+            " -> ".join(f.removeprefix(prefix) for f in p["features"]),
+            p["score"],
+            p["n_prompts"],
+        ]
+        for p in view.paths
+    ]
+    cols = ["depth", "token", "features", "score", "n_prompts"]
+    lines.append(render(cols, paths, Format.table, "paths token -> features -> target"))
+    return "\n".join(lines)
+
+
+@app.command("show")
+@handle_errors
+def show(
+    name: Annotated[str, typer.Argument(help="Circuit name (see `circuitcat circuit find`).")],
+    set_uid: SetOption = None,
+    task: Annotated[str | None, typer.Option(help="Task, when names repeat.")] = None,
+    limit: Annotated[int, typer.Option(help="Paths shown per depth.")] = 10,
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Print a circuit as stored: features, heads and strongest paths.
+
+    Features with layer, index, score, the answers of the prompts they work on (for
+    greater-than the start years YY) and top logits; heads; token -> feature(s) -> target
+    paths. json: everything; jsonl and csv: the features."""
+    from circuitcat.ingest.circuits import show_circuit
+
+    with open_store(store) as s:
+        view = show_circuit(s, name, set_uid, task, limit)
+    if fmt is Format.table:
+        typer.echo(_show_tables(view))
+    elif fmt is Format.json:
+        typer.echo(json.dumps(view.as_dict(), indent=2, default=str))
+    else:
+        rows = [[f[k] for k in ["uid", *FEATURE_COLUMNS]] for f in view.features]
+        typer.echo(render(["uid", *FEATURE_COLUMNS], rows, fmt))
+
+
+def _verify_table(f: dict[str, Any]) -> str:
+    rows = [
+        ["original model", f["full"], ""],
+        ["all MLPs -> transcoders", f["replaced"], 1.0],
+        [f"circuit ({f['n_features']} features)", f["circuit"], f["kept"]],
+        [f"random circuits (mean of {len(f['random_draws'])})", f["random"], f["random_kept"]],
+        ["no feature (all at their means)", f["empty"], f["empty"] / (f["replaced"] or 1.0)],
+    ]
+    title = f"{f['metric']} on {f['n_prompts']} prompts; means: {f['means_from']}"
+    return render(["model", f["metric"], "kept"], rows, Format.table, title)
+
+
+@app.command("verify")
+@handle_errors
+def verify(
+    name: Annotated[str, typer.Argument(help="Circuit name.")],
+    model: Annotated[str, typer.Option(help="'toy-years' or a model folder.")] = "toy-years",
+    transcoders: Annotated[str, typer.Option(help="Transcoder folder or 'toy-years'.")] = (
+        "toy-years"
+    ),
+    set_name: Annotated[
+        str | None, typer.Option(help="The set's registered name, if not its own.")
+    ] = None,
+    n: Annotated[int, typer.Option(help="Prompts to score.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed that picks them (find used 0).")] = 1,
+    prompts: Annotated[Path | None, typer.Option(help="JSONL prompts (custom tasks).")] = None,
+    draws: Annotated[int, typer.Option(help="Random circuits averaged.")] = 5,
+    plot: Annotated[
+        Path | None, typer.Option(help="Also save the metric-vs-size curve as this PNG.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="torch device: auto, cpu, cuda ...")] = "auto",
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Measure how much of the task metric the circuit alone keeps.
+
+    Every MLP is replaced by its transcoder, the circuit's features are kept and every other
+    feature is set to its mean activation; the metric is compared with the full model, the
+    transcoder-replaced model and random circuits of the same size, and stored on the
+    Circuit node."""
+    from circuitcat.ingest.circuits import get_circuit
+    from circuitcat.ingest.faithfulness import circuit_curve, plot_curve, verify_circuit
+    from circuitcat.ingest.models import load_model
+    from circuitcat.ingest.prompts import load_task
+    from circuitcat.ingest.transcoders.load import load_transcoders
+
+    from .ingest import pick_device
+
+    dev = pick_device(device)
+    loaded = load_model(model, dev)
+    tset = load_transcoders(transcoders, loaded, device=dev)
+    tset.name = set_name or tset.name
+    set_uid = transcoder_set_uid(model_uid(loaded.name), tset.name)
+    with open_store(store) as s:
+        task_name = get_circuit(s, name, set_uid)["task"]
+        task = load_task(task_name, loaded.model.tokenizer, n=n, seed=seed, prompts=prompts)
+        result = verify_circuit(s, loaded, tset, task, name, n_random=draws)
+        curve = circuit_curve(s, loaded, tset, task, name) if plot else None
+    if curve is not None and plot is not None:
+        plot_curve(curve, plot, f"{name}: {task.metric} vs circuit size")
+    out = result.as_dict()
+    if fmt is Format.table:
+        typer.echo(_verify_table(out) + (f"\ncurve: {plot}" if plot else ""))
+    else:
+        typer.echo(json.dumps({**out, **({"curve": curve.as_dict()} if curve else {})}, indent=2))

@@ -1,0 +1,107 @@
+"""`circuitcat demo`: the whole job on the shipped toy model and the embedded store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from circuitcat.catalog import open_store
+
+from .common import StoreOption, err_console, handle_errors
+from .render import render_circuit
+
+if TYPE_CHECKING:
+    from circuitcat.ingest.demo import DemoReport
+
+STAGES = {
+    "load": "loading the toy model and its transcoders",
+    "register": "registering model, vocabulary, heads and features",
+    "features": "corpus pass: feature statistics and top contexts",
+    "weights": "input-invariant weights: virtual weights, de-embeddings, logits",
+    "prompts": "greater-than prompts: attribution graphs",
+    "circuit": "aggregating the prompt graphs into a circuit",
+    "verify": "faithfulness: circuit only vs random circuits",
+    "show": "reading the circuit back",
+}
+
+TRY_NEXT = [
+    (
+        "the circuit's features",
+        "MATCH (c:Circuit {name: 'greater-than'})-[k:CONTAINS]->(f:Feature) "
+        "RETURN f.uid, k.score ORDER BY k.score DESC LIMIT 10",
+    ),
+    (
+        "year tokens that most excite layer-0 features",
+        "MATCH (t:Token)-[r:DEEMBEDS]->(f:Feature {layer: 0}) WHERE t.text = '45' "
+        "RETURN f.uid, r.w ORDER BY r.w DESC LIMIT 5",
+    ),
+    (
+        "every prompt graph where one feature feeds another",
+        "MATCH (a:Feature)-[r:ATTRIBUTES]->(b:Feature) WHERE a.layer = 0 AND b.layer = 3 "
+        "RETURN a.uid, b.uid, count(DISTINCT r.prompt) AS prompts ORDER BY prompts DESC LIMIT 5",
+    ),
+]
+
+
+@handle_errors
+def demo(
+    store: StoreOption = None,
+    out: Annotated[Path, typer.Option(help="Where to write the circuit picture.")] = Path(
+        "circuit.png"
+    ),
+    n_prompts: Annotated[int, typer.Option(help="Greater-than prompts to attribute.")] = 40,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+) -> None:
+    """Run the whole job on the shipped toy model and print its greater-than circuit.
+
+    Registers toy-years, runs the corpus pass, the weights job and the greater-than prompt
+    graphs, finds and verifies the circuit, prints it and writes its picture. Re-running reuses
+    what the catalog already holds.
+    """
+    import torch
+
+    from circuitcat.ingest.demo import run_demo
+
+    torch.set_num_threads(threads)  # one thread is fastest on small models and busy cores
+    with open_store(store) as s, err_console.status("starting") as status:
+        report = run_demo(s, n_prompts=n_prompts, step=lambda n: status.update(STAGES[n]))
+        picture = render_circuit(s, report.circuit.uid, out, "greater-than circuit, toy-years")
+    _summary(Console(), report, picture)
+
+
+def _summary(console: Console, r: DemoReport, picture: Path) -> None:
+    f = r.faithfulness
+    console.print(
+        f"[bold]greater-than circuit[/bold] on toy-years: {r.circuit.n_features} of "
+        f"{r.circuit.n_live} live features, from {r.prompts.n_prompts} prompts"
+    )
+    table = Table("feature", "score", "start years it works on", "promotes")
+    for row in r.view.features[:12]:
+        table.add_row(
+            f"L{row['layer']}/{row['index']}",
+            f"{row['score']:.3f}",
+            str(row.get("answers") or ""),
+            str(row.get("top_logits") or ""),
+        )
+    console.print(table)
+    for p in r.view.paths[:5]:
+        feats = [uid.split("/", 2)[-1] for uid in p["features"]]  # "L0/156"
+        chain = " -> ".join([f"'{p['token']}'", *feats, p["target"]])
+        console.print(f"  path {chain}  (score {p['score']:.3f}, {p['n_prompts']} prompts)")
+    console.print(
+        f"probability difference (softmax over year tokens, {f.n_prompts} prompts):\n"
+        f"  full model          {f.full:.3f}\n"
+        f"  transcoders         {f.replaced:.3f}\n"
+        f"  circuit only        {f.circuit:.3f}  ({f.kept:.0%} of transcoders)\n"
+        f"  random, same size   {f.random:.3f}  ({f.random_kept:.0%} of transcoders)",
+        soft_wrap=True,
+    )
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in r.seconds.items())
+    console.print(f"catalog: {r.store_uri}\npicture: {picture}\ntimings: {timing}", soft_wrap=True)
+    console.print('\n[bold]Try next[/bold] (circuitcat query cypher "..."):')
+    for what, query in TRY_NEXT:
+        console.print(f"  # {what}\n  {query}", markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,55 @@
+"""`circuitcat demo` as a new user runs it: a subprocess, a fresh embedded store."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from circuitcat.catalog import open_store
+
+CLI = Path(sys.executable).with_name("circuitcat")
+
+
+def run_demo(store: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "120", "CIRCUITCAT_STORE": str(store)}
+    return subprocess.run(
+        [str(CLI), "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
+    store, picture = tmp_path / "catalog", tmp_path / "circuit.png"
+    first = run_demo(store, picture)
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = first.stdout
+    match = re.search(r"greater-than circuit on toy-years: (\d+) of (\d+) live features", out)
+    assert match, out
+    n, live = int(match.group(1)), int(match.group(2))
+    assert 0 < n <= 0.05 * live
+    kept = re.search(r"circuit only +[-\d.]+ +\((-?\d+)% of transcoders\)", out)
+    control = re.search(r"random, same size +[-\d.]+ +\((-?\d+)% of transcoders\)", out)
+    assert kept and control, out
+    assert int(kept.group(1)) >= 80 and int(control.group(1)) < int(kept.group(1)) - 30
+    assert "Try next" in out and "MATCH (c:Circuit" in out
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open_store(str(store)) as s:
+        counts = s.info()
+    assert counts.nodes["Circuit"] == 1 and counts.relationships["ATTRIBUTES"] > 0
+
+    again = run_demo(store, picture)
+    assert again.returncode == 0, again.stderr[-2000:]
+    with open_store(str(store)) as s:
+        after = s.info()
+    # Reused, nothing added twice (a re-run may record new Run nodes: provenance).
+    assert after.relationships == counts.relationships
+    assert {k: v for k, v in after.nodes.items() if k != "Run"} == {
+        k: v for k, v in counts.nodes.items() if k != "Run"
+    }
