@@ -191,3 +191,27 @@ def verify(
         typer.echo(_verify_table(out) + (f"\ncurve: {plot}" if plot else ""))
     else:
         typer.echo(json.dumps({**out, **({"curve": curve.as_dict()} if curve else {})}, indent=2))
+
+
+@app.command("render")
+@handle_errors
+def render_command(
+    name: Annotated[str, typer.Argument(help="Circuit name (see `circuitcat circuit find`).")],
+    out: Annotated[Path, typer.Option(help="Picture file: .png, .svg or .html.")] = Path(
+        "circuit.png"
+    ),
+    set_uid: SetOption = None,
+    task: Annotated[str | None, typer.Option(help="Task, when names repeat.")] = None,
+    per_layer: Annotated[int, typer.Option(help="Strongest edges drawn into each layer.")] = 15,
+    store: StoreOption = None,
+) -> None:
+    """Draw a stored circuit: tokens at the bottom, layers upwards, the metric on top; nodes
+    sized by score, edges by summed attribution (blue positive, red negative)."""
+    from circuitcat.ingest.circuits import get_circuit
+
+    from .render import render_circuit
+
+    with open_store(store) as s:
+        circuit = get_circuit(s, name, set_uid, task)
+        path = render_circuit(s, circuit["uid"], out, f"{name} ({circuit['set_uid']})", per_layer)
+    typer.echo(f"wrote {path}")

@@ -44,6 +44,25 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
         counts = s.info()
     assert counts.nodes["Circuit"] == 1 and counts.relationships["ATTRIBUTES"] > 0
 
+    # The catalog the demo leaves answers the other read commands.
+    env = {**os.environ, "CIRCUITCAT_STORE": str(store)}
+    first_feature = re.search(r"^│ (L\d+/\d+) ", out, re.M)
+    assert first_feature, out
+    uid = f"toy-years/tc-v1/{first_feature.group(1)}"
+    shown = subprocess.run(
+        [str(CLI), "feature", "show", uid], capture_output=True, text=True, env=env, check=False
+    )
+    assert shown.returncode == 0 and "top contexts" in shown.stdout and "promotes" in shown.stdout
+    html = tmp_path / "circuit.html"
+    drawn = subprocess.run(
+        [str(CLI), "circuit", "render", "greater-than", "--out", str(html)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert drawn.returncode == 0 and "<svg" in html.read_text()
+
     again = run_demo(store, picture)
     assert again.returncode == 0, again.stderr[-2000:]
     with open_store(str(store)) as s:
