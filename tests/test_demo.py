@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from circuitcat.catalog import open_store
+from circuitcat.cli.demo import TRY_NEXT
 
 CLI = Path(sys.executable).with_name("circuitcat")
 
@@ -42,6 +43,8 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open_store(str(store)) as s:
         counts = s.info()
+        for what, query in TRY_NEXT:  # the queries the demo suggests must answer
+            assert s.run_cypher(query).rows, what
     assert counts.nodes["Circuit"] == 1 and counts.relationships["ATTRIBUTES"] > 0
 
     # The catalog the demo leaves answers the other read commands.
