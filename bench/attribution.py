@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from bench.docs import DOCS, replace_section
 from bench.weights import machine, measure
 from circuitcat.catalog.records import PromptRecord
 from circuitcat.ingest.attribution import attribute, metric_direction
@@ -33,7 +33,6 @@ from circuitcat.ingest.prompts import PromptParams, prompt_graph, prompt_graph_b
 from circuitcat.ingest.tasks import TaskPrompt
 from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderConfig, TranscoderSet
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 SECTION = "## Attribution"
 MiB = 1 << 20
 
@@ -209,16 +208,7 @@ def section(body: str, args: argparse.Namespace, load: float) -> str:
 
 
 def write_docs(text: str, path: Path = DOCS) -> None:
-    """Replace the "Attribution" section of docs/benchmarks.md, keeping every other section."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    parts = [p.rstrip("\n") for p in re.split(r"(?m)^(?=## )", old)]
-    ours = [p.split("\n", 1)[0].strip() == SECTION for p in parts]
-    if any(ours):
-        parts = [text.rstrip("\n") if mine else p for p, mine in zip(parts, ours, strict=True)]
-    else:
-        parts.append(text.rstrip("\n"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join(p for p in parts if p) + "\n")
+    replace_section(SECTION, text, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,7 @@ import numpy as np
 import pyarrow as pa
 from pyarrow import csv as pa_csv
 
+from bench.docs import DOCS, current_section, replace_section
 from circuitcat.catalog import batches
 from circuitcat.catalog.base import BATCH_ROWS
 from circuitcat.catalog.batches import EdgeBatch, NodeBatch
@@ -68,7 +69,6 @@ from circuitcat.catalog.schema import (
 from circuitcat.catalog.store import CatalogStore, open_store
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs" / "benchmarks.md"
 SECTION = "## Store load"
 N_LAYERS = 8
 K_MIN, K_MAX = 10, 32
@@ -833,22 +833,11 @@ def _edges_in(header: str) -> int:
 def write_docs(run: str, path: Path = DOCS) -> None:
     """Put this run's subsection (one per size) under the "Store load" section of
     docs/benchmarks.md, keeping other sizes and every other section."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    parts = [p.rstrip("\n") for p in re.split(r"(?m)^(?=## )", old)]
-    ours = [p.split("\n", 1)[0].strip() == SECTION for p in parts]
     runs = {run.split("\n", 1)[0]: run.rstrip("\n")}
-    for p, mine in zip(parts, ours, strict=True):
-        if mine:
-            for sub in re.split(r"(?m)^(?=### )", p)[1:]:
-                runs.setdefault(sub.split("\n", 1)[0], sub.rstrip("\n"))
+    for sub in re.split(r"(?m)^(?=### )", current_section(SECTION, path) or "")[1:]:
+        runs.setdefault(sub.split("\n", 1)[0], sub.rstrip("\n"))
     ordered = sorted(runs.items(), key=lambda kv: -_edges_in(kv[0]))
-    section = "\n\n".join([INTRO, *(text for _, text in ordered)])
-    if any(ours):
-        parts = [section if mine else p for p, mine in zip(parts, ours, strict=True)]
-    else:
-        parts.append(section)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join(p for p in parts if p) + "\n")
+    replace_section(SECTION, "\n\n".join([INTRO, *(text for _, text in ordered)]), path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
+from bench.docs import DOCS, replace_section
 from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderConfig, TranscoderSet
 from circuitcat.ingest.weights import BlockSizes, residual_edges, topk_virtual_weights
 
 K = 32
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 SECTION = "## Weights job"
 MiB = 1 << 20
 
@@ -283,16 +283,7 @@ def section(body: str, args: argparse.Namespace, blocks: BlockSizes, load: float
 
 
 def write_docs(text: str, path: Path = DOCS) -> None:
-    """Replace the "Weights job" section of docs/benchmarks.md, keeping every other section."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    parts = [p.rstrip("\n") for p in re.split(r"(?m)^(?=## )", old)]
-    ours = [p.split("\n", 1)[0].strip() == SECTION for p in parts]
-    if any(ours):
-        parts = [text.rstrip("\n") if mine else p for p, mine in zip(parts, ours, strict=True)]
-    else:
-        parts.append(text.rstrip("\n"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join(p for p in parts if p) + "\n")
+    replace_section(SECTION, text, path)
 
 
 # ---------------------------------------------------------------------------------------------
