@@ -17,7 +17,7 @@ from . import statements
 from .base import BATCH_ROWS, BaseStore
 from .batches import EdgeBatch, NodeBatch
 from .errors import QueryError, ReadOnlyViolationError, StoreError, StoreUnavailableError
-from .schema import REL_SPECS
+from .schema import NODE_PROPS, REL_SPECS, NodeKind, RelKind, quote
 from .store import QueryResult, StoreSettings
 
 DB_FILE = "catalog.lbug"
@@ -47,6 +47,7 @@ class LadybugStore(BaseStore):
         self.path = database_file(settings.uri)
         self._db: ladybug.Database | None = None
         self._conn: ladybug.Connection | None = None
+        self._columns: dict[str, list[str]] = {}
 
     def connect(self) -> None:
         fix = "pass --store PATH (or set CIRCUITCAT_STORE) to a writable location"
@@ -104,12 +105,28 @@ class LadybugStore(BaseStore):
     def init_schema(self) -> None:
         for stmt in statements.ladybug_ddl():
             self._execute(stmt)
+        self._columns = {}
+        wanted = [(k.value, NODE_PROPS[k]) for k in NodeKind]
+        wanted += [(r.value, REL_SPECS[r].props) for r in RelKind]
+        for table, props in wanted:
+            # A catalog made by an older circuitcat lacks newer properties: add them.
+            present = self._table_columns(table)
+            for prop, ptype in props.items():
+                if prop not in present:
+                    self._execute(f"ALTER TABLE {table} ADD IF NOT EXISTS {quote(prop)} {ptype}")
+            self._columns[table] = self._table_columns(table)
+
+    def _table_columns(self, table: str) -> list[str]:
+        """Property names in the table's own order (COPY matches Arrow columns by position)."""
+        rows = self._execute(f"CALL table_info('{table}') RETURN *").rows
+        return [str(r[1]) for r in rows]
 
     def _read(self, text: str, params: Mapping[str, Any]) -> QueryResult:
         return self._execute(text, params)
 
     def _bulk_nodes(self, batch: NodeBatch) -> None:
-        self._execute(f"COPY {batch.kind} FROM $batch_rows", {"batch_rows": batch.to_arrow()})
+        table = batch.to_arrow().select(self._columns[batch.kind])
+        self._execute(f"COPY {batch.kind} FROM $batch_rows", {"batch_rows": table})
 
     def _merge_nodes(self, batch: NodeBatch) -> None:
         stmt = statements.node_merge(batch.kind, batch.prop_names)
@@ -122,7 +139,8 @@ class LadybugStore(BaseStore):
         pair = ""
         if len(REL_SPECS[batch.kind].pairs) > 1:
             pair = f" (from='{batch.src_kind}', to='{batch.dst_kind}')"
-        self._execute(f"COPY {batch.kind} FROM $batch_rows{pair}", {"batch_rows": batch.to_arrow()})
+        table = batch.to_arrow().select(["from", "to", *self._columns[batch.kind]])
+        self._execute(f"COPY {batch.kind} FROM $batch_rows{pair}", {"batch_rows": table})
 
     def _merge_edges(self, batch: EdgeBatch) -> None:
         stmt = statements.edge_merge(batch.kind, batch.src_kind, batch.dst_kind, batch.prop_names)

@@ -265,3 +265,27 @@ def _rounded(value: object) -> object:
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
     return value
+
+
+def test_an_older_embedded_catalog_gains_new_properties(tmp_path: Path) -> None:
+    import ladybug
+
+    path = tmp_path / "old.lbug"
+    db = ladybug.Database(str(path))
+    conn = ladybug.Connection(db)  # as an earlier circuitcat made it: fewer Feature properties
+    conn.execute("CREATE NODE TABLE Feature(uid STRING PRIMARY KEY, `set` STRING, layer INT64)")
+    conn.execute("CREATE (f:Feature {uid: 'old/L0/0', `set`: 'old', layer: 0})")
+    conn.close()
+    db.close()
+    with open_store(str(path)) as s:
+        s.write_nodes(
+            NodeBatch(
+                NodeKind.FEATURE,
+                {"uid": ["new/L0/1"], "density": [0.25], "layer": [0], "label": ["fresh"]},
+            )
+        )
+        s.write_nodes(NodeBatch(NodeKind.FEATURE, {"uid": ["old/L0/0"], "density": [0.5]}))
+        rows = s.run_cypher(
+            "MATCH (f:Feature) RETURN f.uid, f.layer, f.density, f.label ORDER BY f.uid"
+        ).rows
+    assert rows == [["new/L0/1", 0, 0.25, "fresh"], ["old/L0/0", 0, 0.5, None]]
