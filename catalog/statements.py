@@ -112,3 +112,15 @@ def neo4j_ddl() -> list[str]:
 def is_float(kind: NodeKind | RelKind, prop: str) -> bool:
     props = NODE_PROPS[kind] if isinstance(kind, NodeKind) else REL_SPECS[kind].props
     return props.get(prop) is PropType.FLOAT
+
+
+def read_nodes(kind: NodeKind) -> str:
+    """Every node of a kind with all its schema properties (for copying a catalog)."""
+    cols = ", ".join(f"n.{quote(p)} AS {quote(p)}" for p in NODE_PROPS[kind])
+    return f"MATCH (n:{kind}) RETURN n.uid AS uid, {cols} ORDER BY uid"
+
+
+def read_edges(kind: RelKind, src: NodeKind, dst: NodeKind) -> str:
+    """Every edge of a kind between one node pair, with all its properties."""
+    cols = ", ".join(f"r.{quote(p)} AS {quote(p)}" for p in REL_SPECS[kind].props)
+    return f"MATCH (a:{src})-[r:{kind}]->(b:{dst}) RETURN a.uid AS src, b.uid AS dst, {cols}"

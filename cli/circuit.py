@@ -215,3 +215,23 @@ def render_command(
         circuit = get_circuit(s, name, set_uid, task)
         path = render_circuit(s, circuit["uid"], out, f"{name} ({circuit['set_uid']})", per_layer)
     typer.echo(f"wrote {path}")
+
+
+@app.command("export")
+@handle_errors
+def export(
+    name: Annotated[str, typer.Argument(help="Circuit name (see `circuitcat circuit find`).")],
+    out: Annotated[Path, typer.Option(help="Output file: .graphml or .json (networkx node-link).")],
+    set_uid: SetOption = None,
+    task: Annotated[str | None, typer.Option(help="Task, when names repeat.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Write a stored circuit as GraphML or networkx node-link JSON: members with layer, index
+    and score, the target, and edges with their attribution summed over the task's prompts."""
+    from circuitcat.catalog.export import circuit_graph, write_graph
+    from circuitcat.ingest.circuits import get_circuit
+
+    with open_store(store) as s:
+        graph = circuit_graph(s, get_circuit(s, name, set_uid, task)["uid"])
+    path = write_graph(graph, out)
+    typer.echo(f"wrote {path}: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")

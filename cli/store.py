@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from circuitcat.catalog import open_store
 
-from .common import FormatOption, StoreOption, handle_errors
+from .common import FormatOption, StoreOption, err_console, handle_errors
 from .output import Format, render
 
 app = typer.Typer(
@@ -33,3 +35,21 @@ def info(store: StoreOption = None, fmt: FormatOption = Format.table) -> None:
     if fmt is Format.table:
         typer.echo(f"store:   {i.uri}\nbackend: {i.backend}\nversion: {i.version}")
     typer.echo(render(["element", "kind", "count"], rows, fmt))
+
+
+@app.command("copy")
+@handle_errors
+def copy(
+    source: Annotated[
+        str, typer.Option("--from", help="Store to copy from (path or bolt:// URI).")
+    ],
+    target: Annotated[str, typer.Option("--to", help="Store to copy into (path or bolt:// URI).")],
+) -> None:
+    """Copy a whole catalog into another store, e.g. a local one to the team's Neo4j. Writes
+    MERGE, so copying again adds nothing. Neo4j credentials: CIRCUITCAT_NEO4J_USER/_PASSWORD."""
+    from circuitcat.catalog.copy import copy_catalog
+
+    with open_store(source) as a, open_store(target) as b, err_console.status("copying") as st:
+        copied = copy_catalog(a, b, lambda kind, n: st.update(f"copied {n:,} {kind}"))
+    rows = [[kind, n] for kind, n in copied.items() if n]
+    typer.echo(f"copied {source} -> {target}\n" + render(["kind", "rows"], rows, Format.table))

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import networkx as nx
+
 from circuitcat.catalog import open_store
 from circuitcat.cli.demo import TRY_NEXT
 
@@ -65,6 +67,18 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
         check=False,
     )
     assert drawn.returncode == 0 and "<svg" in html.read_text()
+    graphml = tmp_path / "circuit.graphml"
+    exported = subprocess.run(
+        [str(CLI), "circuit", "export", "greater-than", "--out", str(graphml)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert exported.returncode == 0, exported.stderr
+    g = nx.read_graphml(graphml)
+    assert sum(1 for _, d in g.nodes(data=True) if d["kind"] == "feature") == n
+    assert g.number_of_edges() > 0
 
     again = run_demo(store, picture)
     assert again.returncode == 0, again.stderr[-2000:]

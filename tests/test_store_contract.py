@@ -289,3 +289,29 @@ def test_an_older_embedded_catalog_gains_new_properties(tmp_path: Path) -> None:
             "MATCH (f:Feature) RETURN f.uid, f.layer, f.density, f.label ORDER BY f.uid"
         ).rows
     assert rows == [["new/L0/1", 0, 0.25, "fresh"], ["old/L0/0", 0, 0.5, None]]
+
+
+@pytest.mark.neo4j
+def test_store_copy_round_trip(tmp_path: Path, clean_neo4j: Neo4jServer) -> None:
+    from typer.testing import CliRunner
+
+    from circuitcat.cli.main import app
+
+    first, back = str(tmp_path / "first"), str(tmp_path / "back")
+    with open_store(first) as s:
+        data.write_all(s)
+    env = {
+        "CIRCUITCAT_NEO4J_USER": clean_neo4j.user or "",
+        "CIRCUITCAT_NEO4J_PASSWORD": clean_neo4j.password or "",
+    }
+    for a, b in ((first, clean_neo4j.uri), (first, clean_neo4j.uri), (clean_neo4j.uri, back)):
+        result = CliRunner().invoke(app, ["store", "copy", "--from", a, "--to", b], env=env)
+        assert result.exit_code == 0, result.output
+    params = _named_query_params()
+    answers = []
+    for uri in (first, clean_neo4j.uri, back):
+        with open_store(uri, user=clean_neo4j.user, password=clean_neo4j.password) as s:
+            info = s.info()
+            assert (info.nodes, info.relationships) == (data.EXPECTED_NODES, data.EXPECTED_RELS)
+            answers.append({n: _rounded(s.query(n, **p)) for n, p in params.items()})
+    assert answers[0] == answers[1] == answers[2]

@@ -1,0 +1,59 @@
+"""A stored circuit as a networkx graph, written as GraphML or node-link JSON.
+
+Nodes: the circuit's features, tokens and heads (with layer, index, score) and the task's
+target; edges: ATTRIBUTES summed over the task's prompts (`weight`, `n_prompts`). Read by the
+same named queries as `circuit show`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import networkx as nx
+
+from .errors import CircuitcatError
+from .store import CatalogStore
+
+FORMATS = (".graphml", ".json")
+
+
+def circuit_graph(store: CatalogStore, circuit_uid: str) -> nx.DiGraph:
+    g = nx.DiGraph(circuit=circuit_uid)
+    for f in store.query("circuit_features", uid=circuit_uid):
+        g.add_node(
+            f["uid"],
+            kind="feature",
+            layer=int(f["layer"]),
+            index=int(f["feature_index"]),
+            score=float(f["score"]),
+        )
+    for t in store.query("circuit_tokens", uid=circuit_uid):
+        g.add_node(t["uid"], kind="token", text=str(t["token"]), score=float(t["score"]))
+    for h in store.query("circuit_heads", uid=circuit_uid):
+        g.add_node(
+            h["uid"],
+            kind="head",
+            layer=int(h["layer"]),
+            head=int(h["head"]),
+            score=float(h["score"]),
+        )
+    edges = store.query("circuit_edges", uid=circuit_uid)
+    edges += store.query("circuit_target_edges", uid=circuit_uid)
+    for e in edges:
+        if e["dst"] not in g:
+            g.add_node(e["dst"], kind="target", name=str(e.get("target") or e["dst"]))
+        if e["src"] in g:
+            g.add_edge(e["src"], e["dst"], weight=float(e["total"]), n_prompts=int(e["n_prompts"]))
+    return g
+
+
+def write_graph(g: nx.DiGraph, out: Path) -> Path:
+    if out.suffix not in FORMATS:
+        raise CircuitcatError(f"cannot write {out.name}: use one of {', '.join(FORMATS)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".graphml":
+        nx.write_graphml(g, out)
+    else:
+        out.write_text(json.dumps(nx.node_link_data(g, edges="links"), indent=1))
+    return out
