@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
+import pytest
 import typer
 
+from circuitcat.catalog import open_store
+from circuitcat.catalog.copy import copy_catalog
 from circuitcat.cli.main import app
 from circuitcat.cli.reference import _paths, reference
+
+from .neo4j_server import Neo4jServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,3 +33,60 @@ def test_every_command_has_help_text() -> None:
         for name in path:
             command = command.commands[name]  # type: ignore[attr-defined]
         assert (command.help or "").strip(), f"`circuitcat {' '.join(path)}` has no help text"
+
+
+# ---- every Cypher block in the README and docs/ runs on the toy catalog, on both stores -------
+
+CYPHER_BLOCK = re.compile(r"```cypher\n(.*?)```", re.S)
+
+
+def doc_queries() -> list[tuple[str, str]]:
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [
+        (f"{path.name}#{i}", q)
+        for path in files
+        for i, q in enumerate(CYPHER_BLOCK.findall(path.read_text()))
+    ]
+
+
+@pytest.fixture(scope="module")
+def toy_catalog(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The catalog `make demo` builds, in a temporary folder."""
+    import torch
+
+    from circuitcat.ingest.demo import run_demo
+
+    torch.set_num_threads(1)
+    path = str(tmp_path_factory.mktemp("toy") / "catalog")
+    with open_store(path) as s:
+        run_demo(s)
+    return path
+
+
+def _scalars(rows: list[list[Any]]) -> list[list[Any]]:
+    # Whole nodes differ in shape between engines; compare the plain values.
+    return [
+        [round(v, 6) if isinstance(v, float) else v for v in row if not isinstance(v, dict | list)]
+        for row in rows
+    ]
+
+
+def test_docs_have_cypher() -> None:
+    assert len(doc_queries()) >= 10
+
+
+def test_every_doc_query_runs_on_both_stores(toy_catalog: str, clean_neo4j: Neo4jServer) -> None:
+    answers = {}
+    with open_store(toy_catalog) as s:
+        for name, query in doc_queries():
+            answers[name] = s.run_cypher(query).rows
+            assert answers[name], f"{name} returned nothing on the toy catalog:\n{query}"
+    with open_store(clean_neo4j.uri, user=clean_neo4j.user, password=clean_neo4j.password) as neo:
+        with open_store(toy_catalog) as lb:
+            copy_catalog(lb, neo)
+        for name, query in doc_queries():
+            rows = neo.run_cypher(query).rows
+            if name.endswith("#0") or "ORDER BY" in query:
+                assert _scalars(rows) == _scalars(answers[name]), name
+            else:
+                assert len(rows) == len(answers[name]), name

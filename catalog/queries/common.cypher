@@ -57,7 +57,10 @@ LIMIT $limit
 
 // name: two_hop_targets
 // Features two virtual-weight hops downstream of a feature, scored by the summed path products.
+// The WITH between the hops matters on Ladybug 0.22: without it, two hops that start at
+// parallel edges (resid and attn:L.H into the same node) lose rows.
 MATCH (a:Feature {uid: $uid})-[r1:VIRTUAL_WEIGHT]->(b:Feature)
+WITH r1, b
 MATCH (b)-[r2:VIRTUAL_WEIGHT]->(c:Feature)
 RETURN c.uid AS uid, sum(r1.w * r2.w) AS score, count(b) AS paths
 ORDER BY abs(score) DESC, uid
