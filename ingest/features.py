@@ -55,6 +55,7 @@ from circuitcat.catalog.records import records_to_batch as batch_of
 
 from .corpus import Corpus, TokenStream, tokenize
 from .models import LoadedModel
+from .register import require_registered
 from .transcoders.transcoder import TranscoderSet
 from .weights import topk_logits
 
@@ -427,16 +428,6 @@ def load_checkpoint(path: Path, fresh: FeatureStats) -> FeatureStats | None:
 # ---- the job -------------------------------------------------------------------------------
 
 
-def _check_registered(store: CatalogStore, set_uid: str, tset: TranscoderSet) -> None:
-    expected = len(tset.layers) * tset.d_transcoder
-    found = int(store.query("set_feature_count", set_uid=set_uid)[0]["n"])
-    if found < expected:
-        raise IngestError(
-            f"transcoder set {set_uid!r} has {found} of its {expected} Feature nodes in the "
-            "catalog: run `circuitcat ingest register` with the same model and transcoders first"
-        )
-
-
 def _check_args(
     loaded: LoadedModel, tset: TranscoderSet, settings: PassSettings, max_tokens: int | None
 ) -> None:
@@ -542,7 +533,7 @@ def run_features(
     stream = tokenize(corpus, tokenizer, n_ctx=settings.n_ctx, max_tokens=max_tokens)
     folder = checkpoint_dir or default_checkpoint_dir()
     stats, path = _resume_or_start(stream, loaded, tset, settings, folder, device)
-    _check_registered(store, stats.set_uid, tset)
+    require_registered(store, stats.set_uid, tset)
     _corpus_pass(loaded, tset, stream, stats, settings, path, device, progress)
     stats.seconds = time.perf_counter() - t0
     params = {

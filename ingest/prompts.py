@@ -68,6 +68,7 @@ from .attribution import (
 )
 from .attribution import NodeKind as GraphKind
 from .models import LoadedModel
+from .register import require_registered
 from .tasks import Metric, Split, Task, TaskPrompt, greater_than, load_jsonl_task, score
 from .transcoders.transcoder import TranscoderSet
 
@@ -523,14 +524,6 @@ def load_task(
     )
 
 
-def check_registered(store: CatalogStore, set_uid: str) -> None:
-    if int(store.query("set_feature_count", set_uid=set_uid)[0]["n"]) == 0:
-        raise IngestError(
-            f"transcoder set {set_uid!r} is not in the catalog; run "
-            "`circuitcat ingest register` first"
-        )
-
-
 def done_prompts(store: CatalogStore, task: str, set_uid: str) -> set[str]:
     """Uids of the task's prompts whose graph for this set is fully stored."""
     return {r["uid"] for r in store.query("attributed_prompts", task=task, set_uid=set_uid)}
@@ -573,7 +566,7 @@ def run_prompts(
     started = time.perf_counter()
     model_uid = s.model_uid(loaded.name)
     set_uid = s.transcoder_set_uid(model_uid, tset.name)
-    check_registered(store, set_uid)
+    require_registered(store, set_uid, tset)
     run = _start(store, task, {"task": task.name, "set": set_uid, **asdict(params)})
     done = done_prompts(store, task.name, set_uid)
     report = PromptsReport(run.uid, task.name, set_uid, len(task.prompts))

@@ -70,8 +70,23 @@ def _registered_sha(store: CatalogStore, set_uid: str) -> str | None:
     return str(rows[0]["sha256"]) if rows else None
 
 
+def _n_features(store: CatalogStore, set_uid: str) -> int:
+    return int(store.query("set_feature_count", set_uid=set_uid)[0]["n"])
+
+
 def _complete(store: CatalogStore, set_uid: str, n_features: int) -> bool:
-    return int(store.query("set_feature_count", set_uid=set_uid)[0]["n"]) == n_features
+    return _n_features(store, set_uid) == n_features
+
+
+def require_registered(store: CatalogStore, set_uid: str, tset: TranscoderSet) -> None:
+    """The jobs after `register` need every Feature node of the set in the catalog."""
+    expected = len(tset.layers) * tset.d_transcoder
+    found = _n_features(store, set_uid)
+    if found < expected:
+        raise IngestError(
+            f"transcoder set {set_uid!r} has {found} of its {expected} Feature nodes in the "
+            "catalog: run `circuitcat ingest register` with the same model and transcoders first"
+        )
 
 
 def _vocabulary(loaded: LoadedModel, run: str) -> NodeBatch:

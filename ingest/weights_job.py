@@ -19,12 +19,12 @@ import torch
 
 from circuitcat.catalog import CatalogStore, EdgeBatch, NodeKind, RelKind
 from circuitcat.catalog import schema as s
-from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.records import RunRecord, now_iso
 from circuitcat.catalog.records import records_to_batch as batch_of
 
 from . import weights as wts
 from .models import LoadedModel
+from .register import require_registered
 from .transcoders.transcoder import Transcoder, TranscoderSet
 
 Progress = Callable[[str, int], None]
@@ -214,11 +214,7 @@ def run_weights(
     nothing at all when a run with the same inputs already finished (unless `force`)."""
     model_uid = s.model_uid(loaded.name)
     set_uid = s.transcoder_set_uid(model_uid, tset.name)
-    if int(store.query("set_feature_count", set_uid=set_uid)[0]["n"]) == 0:
-        raise IngestError(
-            f"transcoder set {set_uid!r} is not in the catalog; run "
-            "`circuitcat ingest register` first"
-        )
+    require_registered(store, set_uid, tset)
     scales = _layer_scales(store, set_uid, tset.layers)
     job_params = {"set": set_uid, **params.__dict__, "scaled": bool(scales)}
     done_uid = None if force else finished_run(store, "weights", job_params)
