@@ -42,6 +42,17 @@ def clean_neo4j(neo4j_server: Neo4jServer) -> Iterator[Neo4jServer]:
     yield neo4j_server
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread() -> Iterator[None]:
+    """The tests' tensors are tiny: on 2 shared cores one torch thread is 10-100x faster."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def loaded() -> LoadedModel:
     """A tiny random HookedTransformer (see tests/tiny.py)."""

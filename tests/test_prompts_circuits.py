@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,15 +52,6 @@ from .tiny import D_VOCAB, make_set
 
 SET_UID, MODEL_UID = "tiny/tc", "tiny"
 RUN = RunRecord(job="test", started_at="2026-01-01T00:00:00").uid
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Small tensors on shared cores: one thread is many times faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_task(n: int = 4, name: str = "custom") -> Task:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,6 @@ from circuitcat.ingest.toy.model import (
 from circuitcat.ingest.toy.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from circuitcat.ingest.toy.train import ToyTrainConfig, train_toy
 from circuitcat.ingest.transcoders.training import TranscoderTrainConfig
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors run faster on one thread, much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
