@@ -55,8 +55,12 @@ class Neo4jStore(BaseStore):
         try:
             yield
         except nx.AuthError as e:
+            user = self.settings.neo4j_user
             raise StoreAuthError(
-                f"Neo4j at {uri} refused the credentials; set CIRCUITCAT_NEO4J_USER and "
+                f"Neo4j at {uri} refused the login of user '{user}' (wrong password or no such "
+                "user); check CIRCUITCAT_NEO4J_USER and CIRCUITCAT_NEO4J_PASSWORD"
+                if user
+                else f"Neo4j at {uri} requires a login; set CIRCUITCAT_NEO4J_USER and "
                 "CIRCUITCAT_NEO4J_PASSWORD"
             ) from e
         except (nx.ServiceUnavailable, nx.SessionExpired, OSError) as e:

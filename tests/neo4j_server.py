@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -116,7 +117,13 @@ def _start_launcher(state_dir: Path) -> tuple[Neo4jServer | None, Cleanup, str]:
         )
 
     # The launcher stops the server by itself if this process dies without cleaning up.
-    env = {**os.environ, "NEO4J_LOCAL_OWNER_PID": str(os.getpid())}
+    # Auth on, as on a team server, with a fresh password.
+    password = "test-" + secrets.token_hex(8)
+    env = {
+        **os.environ,
+        "NEO4J_LOCAL_OWNER_PID": str(os.getpid()),
+        "NEO4J_LOCAL_PASSWORD": password,
+    }
     try:
         done = subprocess.run(
             ["bash", str(LAUNCHER), "start", str(state_dir)],
@@ -132,7 +139,7 @@ def _start_launcher(state_dir: Path) -> tuple[Neo4jServer | None, Cleanup, str]:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         return None, _nothing, f"launcher: start failed (exit {done.returncode}):\n{tail}"
     uri = done.stdout.strip()
-    return Neo4jServer(uri, None, None, "launcher"), stop, ""
+    return Neo4jServer(uri, "neo4j", password, "launcher"), stop, ""
 
 
 def _start_container() -> tuple[Neo4jServer | None, Cleanup, str]:

@@ -16,8 +16,12 @@ trap cleanup EXIT
 if [ -z "${NEO4J_URI:-}" ] && command -v java >/dev/null && command -v mvn >/dev/null; then
   echo "== starting a local Neo4j (docker/neo4j-local)"
   started=1
-  NEO4J_URI="$(NEO4J_LOCAL_OWNER_PID=$$ bash docker/neo4j-local/neo4j-local.sh start .neo4j-local-test)"
-  export NEO4J_URI
+  # Auth on, as on a team server: a fresh random password per run.
+  NEO4J_USER=neo4j
+  NEO4J_PASSWORD="test-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+  NEO4J_URI="$(NEO4J_LOCAL_PASSWORD="$NEO4J_PASSWORD" NEO4J_LOCAL_OWNER_PID=$$ \
+    bash docker/neo4j-local/neo4j-local.sh start .neo4j-local-test)"
+  export NEO4J_URI NEO4J_USER NEO4J_PASSWORD
   echo "   $NEO4J_URI"
 fi
 

@@ -100,3 +100,19 @@ def test_errors_are_one_line_with_exit_code_1(tmp_path: Path) -> None:
         {"CIRCUITCAT_STORE": str(tmp_path / "c")}, "query", "cypher", "RETURN 1", "--param", "oops"
     )
     assert code == 2 and "key=value" in err
+
+
+@pytest.mark.neo4j
+def test_neo4j_login_errors_name_the_variables(neo4j_server: Neo4jServer) -> None:
+    if neo4j_server.user is None:
+        pytest.skip("this Neo4j runs without auth (NEO4J_URI without NEO4J_USER)")
+    store = {"CIRCUITCAT_STORE": neo4j_server.uri}
+    wrong = store | {
+        "CIRCUITCAT_NEO4J_USER": neo4j_server.user,
+        "CIRCUITCAT_NEO4J_PASSWORD": "not-" + (neo4j_server.password or ""),
+    }
+    code, _, err = run(wrong, "store", "info")
+    assert code == 1 and err.count("\n") == 1
+    assert "refused the login of user" in err and "CIRCUITCAT_NEO4J_PASSWORD" in err
+    code, _, err = run(store | {"CIRCUITCAT_NEO4J_USER": ""}, "store", "info")
+    assert code == 1 and "requires a login" in err and "CIRCUITCAT_NEO4J_USER" in err

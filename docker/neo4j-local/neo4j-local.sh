@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real Neo4j 5.26 community server assembled from Maven Central jars: no Docker needed.
-# Tests and `make neo4j` use it; see docs/neo4j.md. Auth is off and Bolt listens on
-# 127.0.0.1 only, so it is for tests and local poking, never for a shared catalog.
+# Tests and `make neo4j` use it; see docs/neo4j.md. Bolt listens on 127.0.0.1 only and auth is
+# off unless NEO4J_LOCAL_PASSWORD is set, so it is for tests and local poking, never for a
+# shared catalog.
 #
 #   neo4j-local.sh build              compile the launcher, copy jars to target/lib (idempotent)
 #   neo4j-local.sh start [STATE_DIR]  start in the background; prints ONLY the bolt URI
@@ -10,7 +11,8 @@
 #   neo4j-local.sh run [PORT]         foreground server on PORT (default 7687); Ctrl-C stops it
 #
 # STATE_DIR (default <repo>/.neo4j-local) holds data/ (the Neo4j home), neo4j.log, pid and uri.
-# Environment: JAVA_HOME, NEO4J_LOCAL_START_TIMEOUT (seconds, default 120), and
+# Environment: JAVA_HOME, NEO4J_LOCAL_START_TIMEOUT (seconds, default 120),
+# NEO4J_LOCAL_PASSWORD (when set: auth on, user neo4j with this password), and
 # NEO4J_LOCAL_OWNER_PID: when set, `start` also stops the server once that process is gone,
 # so a killed test run leaves no java behind.
 set -euo pipefail

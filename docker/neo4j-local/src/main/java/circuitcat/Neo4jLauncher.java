@@ -1,6 +1,7 @@
 package circuitcat;
 
 import java.nio.file.Path;
+import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 import org.neo4j.configuration.GraphDatabaseInternalSettings;
 import org.neo4j.configuration.GraphDatabaseSettings;
@@ -12,8 +13,10 @@ import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
 import org.neo4j.logging.log4j.Log4jLogProvider;
 
 /**
- * Runs a Neo4j community DBMS whose only connector is Bolt on 127.0.0.1:PORT, with auth off.
- * For tests and local poking only (see docs/neo4j.md); never expose it beyond loopback.
+ * Runs a Neo4j community DBMS whose only connector is Bolt on 127.0.0.1:PORT. Auth is off unless
+ * the environment sets NEO4J_LOCAL_PASSWORD: then user neo4j has that password, so tests meet
+ * auth as a team server has it. For tests and local poking only (see docs/neo4j.md); never
+ * expose it beyond loopback.
  *
  * <p>Usage: {@code java -cp target/classes:target/lib/* circuitcat.Neo4jLauncher DATA_DIR PORT}.
  * Prints {@code BOLT bolt://127.0.0.1:PORT} once the default database is available; SIGTERM
@@ -32,13 +35,14 @@ public final class Neo4jLauncher {
         }
         Path home = Path.of(args[0]).toAbsolutePath();
         int port = Integer.parseInt(args[1]);
+        String password = System.getenv().getOrDefault("NEO4J_LOCAL_PASSWORD", "");
 
         DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
                 .setUserLogProvider(new Log4jLogProvider(System.out))
                 .setConfig(BoltConnector.enabled, true)
                 .setConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", port))
                 .setConfig(HttpConnector.enabled, false)
-                .setConfig(GraphDatabaseSettings.auth_enabled, false)
+                .setConfig(GraphDatabaseSettings.auth_enabled, !password.isEmpty())
                 .setConfig(GraphDatabaseSettings.udc_enabled, false)
                 .setConfig(GraphDatabaseSettings.pagecache_memory, PAGECACHE_BYTES)
                 // Test stores are tiny: do not reserve 256 MiB per transaction log file.
@@ -60,6 +64,13 @@ public final class Neo4jLauncher {
         if (!dbms.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME).isAvailable(START_TIMEOUT_MS)) {
             System.err.println("database 'neo4j' not available after " + START_TIMEOUT_MS + " ms");
             System.exit(1); // runs the shutdown hook
+        }
+        if (!password.isEmpty()) {
+            // Replaces the initial neo4j/neo4j (which must be changed before use). Embedded
+            // transactions run with full rights, and the password travels as a parameter.
+            dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
+                    "ALTER USER neo4j SET PASSWORD $password CHANGE NOT REQUIRED",
+                    Map.of("password", password));
         }
         System.out.println("BOLT bolt://127.0.0.1:" + port);
         System.out.flush();
