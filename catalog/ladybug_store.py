@@ -54,8 +54,10 @@ class LadybugStore(BaseStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
+            blocker = next((p for p in self.path.parents if p.is_file()), None)
+            why = f"{blocker} is a file, not a folder" if blocker else e.strerror
             raise StoreUnavailableError(
-                f"cannot create the store folder {self.path.parent}: {e.strerror}; {fix}"
+                f"cannot create the store folder {self.path.parent}: {why}; {fix}"
             ) from e
         try:
             self._db = ladybug.Database(str(self.path))

@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import socket
 import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from transformer_lens import HookedTransformer
@@ -109,6 +111,8 @@ def _load_hub(
             "a folder holding a Hugging Face model (--model /path/to/folder), an official "
             "name such as 'gpt2' or 'EleutherAI/pythia-70m', or 'toy-years'"
         ) from e
+    if not _hub_usable(official):
+        raise ModelLoadError(_hub_failure_message(name, "the hub cannot be reached"))
     try:
         with _quiet():
             model = HookedTransformer.from_pretrained(
@@ -120,25 +124,47 @@ def _load_hub(
                 dtype=dtype,
             )
     except Exception as e:  # the hub fails as OSError, httpx or HfHubHTTPError: all mean "not here"
-        raise ModelLoadError(_hub_failure_message(name, e)) from e
+        raise ModelLoadError(_hub_failure_message(name, _first_line(e))) from e
     processing = _effective_processing(model.cfg, requested)
     return LoadedModel(model, official, f"hub:{official}", processing)
 
 
-def _hub_failure_message(name: str, error: Exception) -> str:
+def _hub_usable(repo_id: str) -> bool:
+    """False when the hub's host does not answer within a few seconds and the model is not in
+    the local cache: the loaders would otherwise retry for about a minute before failing."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.is_offline_mode():
+        return True  # the loaders then fail at once, or load from the cache
+    with contextlib.suppress(Exception):  # a malformed repo id: let the loaders say so
+        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+            return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname or "", url.port or 443), timeout=3.0):
+            return True
+    except OSError:
+        return False
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _hub_failure_message(name: str, reason: str) -> str:
     from huggingface_hub import constants
 
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     offline = (
         "HF_HUB_OFFLINE is set and it is not in the local cache"
         if constants.is_offline_mode()
-        else "offline? set HF_HUB_OFFLINE=1 to fail fast"
+        else reason
     )
+    folder = f"/path/to/{name.split('/')[-1]}"
     return (
-        f"could not load model '{name}' from the Hugging Face hub ({offline}; {reason}). "
-        "Download it where a network exists (hf download "
-        f"{name} --local-dir /path/to/{name.split('/')[-1]}) and pass the local folder: "
-        f"circuitcat ... --model /path/to/{name.split('/')[-1]}"
+        f"could not load model '{name}' from the Hugging Face hub ({offline}). Download it "
+        f"where a network exists (hf download {name} --local-dir {folder}) and pass that "
+        f"folder in place of the name, e.g. circuitcat ingest register {folder} --transcoders ..."
     )
 
 

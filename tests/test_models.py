@@ -144,7 +144,22 @@ def test_hub_offline_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     message = str(excinfo.value)
     assert "could not load model 'gpt2' from the Hugging Face hub" in message
     assert "HF_HUB_OFFLINE" in message
-    assert "--model /path/to/gpt2" in message
+    assert "circuitcat ingest register /path/to/gpt2" in message
+
+
+def test_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from huggingface_hub import constants
+
+    # A port nothing listens on stands in for a hub that cannot be reached: no retries.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError, match="the hub cannot be reached") as excinfo:
+        load_model("gpt2")
+    assert time.monotonic() - start < 10
+    assert "hf download gpt2 --local-dir /path/to/gpt2" in str(excinfo.value)
 
 
 def test_toy_name_loads_toy_unprocessed(monkeypatch: pytest.MonkeyPatch) -> None:
