@@ -11,6 +11,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, ProgressColumn
 
 from circuitcat.catalog.errors import CircuitcatError
 
@@ -18,6 +19,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 err_console = Console(stderr=True)
+
+
+def progress_bar(*columns: str | ProgressColumn) -> Progress:
+    """A transient progress bar on stderr. Off where stderr is not a terminal: there rich
+    draws nothing useful, only a blank line when it stops."""
+    return Progress(
+        *columns, console=err_console, transient=True, disable=not err_console.is_terminal
+    )
 
 
 class Format(StrEnum):

@@ -16,7 +16,7 @@ import typer
 
 from circuitcat.catalog import CatalogStore, open_store
 
-from .common import StoreOption, err_console, handle_errors
+from .common import StoreOption, handle_errors, progress_bar
 
 if TYPE_CHECKING:  # torch-heavy types, only for the checker
     from circuitcat.ingest.models import LoadedModel
@@ -182,14 +182,13 @@ def weights(
 ) -> None:
     """Write input-invariant connections: VIRTUAL_WEIGHT (residual and through heads),
     DEEMBEDS and PROMOTES. Resumes a killed run after its last finished layer pair."""
-    from rich.progress import Progress
 
     from circuitcat.ingest.weights_job import WeightsParams, count_units, run_weights
 
     params = WeightsParams(top_k, heads_per_feature, top_k_tokens, top_k_logits)
     with open_store(store) as s:
         loaded, tset = load_inputs(s, set_uid, model, transcoders, pick_device(device), threads)
-        with Progress(console=err_console, transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("weights", total=count_units(tset))
             report = run_weights(
                 s, loaded, tset, params, lambda unit, done: bar.update(task, completed=done)
@@ -203,8 +202,7 @@ def weights(
 @contextmanager
 def _token_progress() -> Iterator[Callable[[int, int | None], None]]:
     """A rich progress bar on stderr, fed as `progress(tokens_done, tokens_total)`."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
     columns = (
         TextColumn("tokens"),
@@ -212,7 +210,7 @@ def _token_progress() -> Iterator[Callable[[int, int | None], None]]:
         TextColumn("{task.fields[count]} {task.fields[rate]}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with progress_bar(*columns) as bar:
         task = bar.add_task("tokens", total=None, count="", rate="")
         t0, first = time.perf_counter(), -1
 
@@ -292,17 +290,15 @@ def prompts(
 @contextmanager
 def _count_progress(what: str) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar on stderr, fed as `progress(done, total)`."""
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeRemainingColumn,
     )
 
     columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with progress_bar(*columns) as bar:
         task = bar.add_task(what, total=None)
 
         def update(done: int, total: int) -> None:

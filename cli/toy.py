@@ -9,10 +9,12 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from circuitcat.catalog.errors import CircuitcatError
+
+from .common import progress_bar
 
 app = typer.Typer(
     help="The shipped toy model toy-years (a small GPT-2-style model with a greater-than "
@@ -73,7 +75,7 @@ def train(
     torch.set_num_threads(threads)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        with progress_bar(*columns) as bar:
             tasks: dict[str, TaskID] = {}
 
             def advance(stage: str, done: int, total: int) -> None:
