@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import circuit, demo, feature, ingest, query, store, toy
+from . import circuit, demo, feature, ingest, prompt, query, store, toy
 
 app = typer.Typer(
     name="circuitcat",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(store.app, name="store")
 app.add_typer(query.app, name="query")
 app.add_typer(ingest.app, name="ingest")
+app.add_typer(prompt.app, name="prompt")
 app.add_typer(circuit.app, name="circuit")
 app.add_typer(feature.app, name="feature")
 app.add_typer(toy.app, name="toy")

@@ -57,3 +57,15 @@ def one_thread() -> Iterator[None]:
 def loaded() -> LoadedModel:
     """A tiny random HookedTransformer (see tests/tiny.py)."""
     return tiny_model()
+
+
+@pytest.fixture(scope="session")
+def toy_catalog(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The catalog `make demo` builds, in a temporary folder. Read it, never write to it."""
+    from circuitcat.catalog import open_store
+    from circuitcat.ingest.demo import run_demo
+
+    path = str(tmp_path_factory.mktemp("toy") / "catalog")
+    with open_store(path) as s:
+        run_demo(s)
+    return path

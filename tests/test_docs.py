@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 import typer
 
 from circuitcat.catalog import open_store
@@ -47,20 +46,6 @@ def doc_queries() -> list[tuple[str, str]]:
         for path in files
         for i, q in enumerate(CYPHER_BLOCK.findall(path.read_text()))
     ]
-
-
-@pytest.fixture(scope="module")
-def toy_catalog(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The catalog `make demo` builds, in a temporary folder."""
-    import torch
-
-    from circuitcat.ingest.demo import run_demo
-
-    torch.set_num_threads(1)
-    path = str(tmp_path_factory.mktemp("toy") / "catalog")
-    with open_store(path) as s:
-        run_demo(s)
-    return path
 
 
 def _scalars(rows: list[list[Any]]) -> list[list[Any]]:

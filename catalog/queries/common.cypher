@@ -115,6 +115,30 @@ RETURN r.prompt AS prompt, a.uid AS src, b.uid AS dst, a.`set` AS src_set, b.`se
        r.src_pos AS src_pos, r.dst_pos AS dst_pos, r.via AS via, r.w AS w
 ORDER BY prompt, src, dst, src_pos, dst_pos, via
 
+// name: prompt
+MATCH (p:Prompt {uid: $uid})
+RETURN p.uid AS uid, p.task AS task, p.text AS text, p.tokens AS tokens, p.answer AS answer,
+       p.metric_value AS metric_value
+
+// name: prompt_sets
+// The transcoder sets with a fully stored attribution graph for one prompt.
+MATCH (e:Error)-[r:ATTRIBUTES]->(g:Target)
+WHERE r.prompt = $prompt AND e.kind = 'remainder'
+RETURN DISTINCT e.`set` AS set_uid
+ORDER BY set_uid
+
+// name: prompt_graph
+// One prompt's stored ATTRIBUTES edges with what the graph JSON export needs of their ends
+// (catalog/graph_json.py). Head sources are left out: they re-split the other edges by route.
+MATCH (a)-[r:ATTRIBUTES]->(b)
+WHERE r.prompt = $prompt AND a.head IS NULL
+RETURN a.uid AS src, a.`set` AS src_set, a.layer AS src_layer, a.`index` AS src_index,
+       a.token_id AS src_token, a.kind AS src_kind, a.label AS src_label,
+       b.uid AS dst, b.`set` AS dst_set, b.layer AS dst_layer, b.`index` AS dst_index,
+       b.kind AS dst_kind, b.name AS dst_name, b.label AS dst_label,
+       r.src_pos AS src_pos, r.dst_pos AS dst_pos, r.via AS via, r.run AS run, r.w AS w
+ORDER BY src, dst, src_pos, dst_pos, via
+
 // name: set_live_feature_count
 // Features that fired in the corpus pass (density > 0); 0 when the pass has not run.
 MATCH (f:Feature)

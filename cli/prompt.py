@@ -1,0 +1,88 @@
+"""`circuitcat prompt ...`: the stored per-prompt attribution graphs, listed and exported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from circuitcat.catalog import open_store
+
+from .common import FormatOption, StoreOption, handle_errors
+from .output import Format, render
+
+app = typer.Typer(
+    help="Prompt graphs: list the stored ones, export one for circuit-tracer's viewer.",
+    no_args_is_help=True,
+)
+
+SetOption = Annotated[
+    str | None,
+    typer.Option("--set", help="Transcoder set uid [default: the only one with graphs]."),
+]
+
+
+@app.command("list")
+@handle_errors
+def list_prompts(
+    task: Annotated[str, typer.Option(help="Task whose prompts to list.")] = "greater-than",
+    set_uid: SetOption = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    format: FormatOption = Format.table,
+    store: StoreOption = None,
+) -> None:
+    """The task's prompts with a fully stored attribution graph: uid, text, answer, metric."""
+    from circuitcat.catalog.errors import CircuitcatError
+
+    with open_store(store) as s:
+        sets = [r["set_uid"] for r in s.query("attributed_sets", task=task)]
+        if set_uid is None and len(sets) > 1:
+            raise CircuitcatError(
+                f"task {task} has graphs for {len(sets)} transcoder sets ({', '.join(sets)}); "
+                "pick one with --set"
+            )
+        chosen = set_uid or (sets[0] if sets else "")
+        rows = s.query("attributed_prompts", set_uid=chosen, task=task) if chosen else []
+    if not rows:
+        raise CircuitcatError(
+            f"no stored prompt graphs for task {task}"
+            + (f" and set {set_uid}" if set_uid else "")
+            + f"; build them with `circuitcat ingest prompts --task {task}`"
+        )
+    columns = ["uid", "text", "answer", "metric_value"]
+    typer.echo(render(columns, [[r[c] for c in columns] for r in rows[:limit]], format))
+
+
+@app.command("export")
+@handle_errors
+def export(
+    prompt: Annotated[
+        str, typer.Argument(help="Prompt uid, e.g. greater-than/00ed42e525faf264 (`prompt list`).")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="A .json file, or a folder: then {slug}.json plus the graph-metadata.json index "
+            "that circuit-tracer's local viewer reads."
+        ),
+    ],
+    set_uid: SetOption = None,
+    slug: Annotated[str | None, typer.Option(help="Graph slug [default: from the uids].")] = None,
+    scan: Annotated[
+        str | None,
+        typer.Option(
+            help="Model id for the viewer (on Neuronpedia: its model id) [default: model]."
+        ),
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Write one stored prompt graph as circuit-tracer / Neuronpedia graph JSON (metadata,
+    nodes, links): features, token embeddings, error and bias terms and the target, with each
+    feature's activation and every node's cumulative influence on the target."""
+    from circuitcat.catalog.graph_json import prompt_graph_json, write_graph_json
+
+    with open_store(store) as s:
+        graph = prompt_graph_json(s, prompt, set_uid, slug=slug, scan=scan)
+    path = write_graph_json(graph, out)
+    typer.echo(f"wrote {path}: {len(graph.nodes)} nodes, {len(graph.links)} links")
