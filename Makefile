@@ -25,6 +25,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy catalog cli ingest
+	$(BIN)/hadolint docker/ingest.Dockerfile
 
 unit: install  ## pytest without the tests that need Neo4j
 	$(BIN)/pytest -q -m "not neo4j"

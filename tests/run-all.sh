@@ -9,6 +9,7 @@ BIN=.venv/bin
 echo "== ruff format --check"; $BIN/ruff format --check .
 echo "== ruff check"; $BIN/ruff check .
 echo "== mypy"; $BIN/mypy catalog cli ingest
+echo "== hadolint"; $BIN/hadolint docker/ingest.Dockerfile
 
 started=""
 cleanup() { [ -n "$started" ] && bash docker/neo4j-local/neo4j-local.sh stop .neo4j-local-test || true; }
