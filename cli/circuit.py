@@ -15,7 +15,7 @@ import typer
 from circuitcat.catalog import open_store
 from circuitcat.catalog.schema import model_uid, transcoder_set_uid
 
-from .common import FormatOption, StoreOption, handle_errors
+from .common import FormatOption, SetOption, StoreOption, handle_errors
 from .output import Format, render
 
 app = typer.Typer(
@@ -23,9 +23,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-SetOption = Annotated[
-    str | None, typer.Option("--set", help="Transcoder set uid, e.g. toy-years/tc-v1.")
-]
 FEATURE_COLUMNS = ["layer", "index", "score", "answers", "n_prompts", "top_logits", "label"]
 
 

@@ -36,6 +36,10 @@ class Format(StrEnum):
     csv = "csv"
 
 
+SetOption = Annotated[
+    str | None,
+    typer.Option("--set", help="Transcoder set uid, e.g. toy-years/tc-v1 [default: the only one]."),
+]
 StoreOption = Annotated[
     str | None,
     typer.Option(

@@ -16,7 +16,7 @@ import typer
 
 from circuitcat.catalog import CatalogStore, open_store
 
-from .common import StoreOption, handle_errors, progress_bar
+from .common import SetOption, StoreOption, handle_errors, progress_bar
 
 if TYPE_CHECKING:  # torch-heavy types, only for the checker
     from circuitcat.ingest.models import LoadedModel
@@ -72,10 +72,6 @@ def register(
     )
 
 
-SetOption = Annotated[
-    str | None,
-    typer.Option("--set", help="Registered set uid (default: the only registered set)."),
-]
 ModelOption = Annotated[
     str | None, typer.Option(help="Model to load [default: the registered set's model].")
 ]

@@ -9,18 +9,13 @@ import typer
 
 from circuitcat.catalog import open_store
 
-from .common import FormatOption, StoreOption, handle_errors
+from .common import FormatOption, SetOption, StoreOption, handle_errors
 from .output import Format, render
 
 app = typer.Typer(
     help="Prompt graphs: list the stored ones, export one for circuit-tracer's viewer.",
     no_args_is_help=True,
 )
-
-SetOption = Annotated[
-    str | None,
-    typer.Option("--set", help="Transcoder set uid [default: the only one with graphs]."),
-]
 
 
 @app.command("list")
@@ -33,23 +28,10 @@ def list_prompts(
     store: StoreOption = None,
 ) -> None:
     """The task's prompts with a fully stored attribution graph: uid, text, answer, metric."""
-    from circuitcat.catalog.errors import CircuitcatError
+    from circuitcat.ingest.circuits import pick_set
 
     with open_store(store) as s:
-        sets = [r["set_uid"] for r in s.query("attributed_sets", task=task)]
-        if set_uid is None and len(sets) > 1:
-            raise CircuitcatError(
-                f"task {task} has graphs for {len(sets)} transcoder sets ({', '.join(sets)}); "
-                "pick one with --set"
-            )
-        chosen = set_uid or (sets[0] if sets else "")
-        rows = s.query("attributed_prompts", set_uid=chosen, task=task) if chosen else []
-    if not rows:
-        raise CircuitcatError(
-            f"no stored prompt graphs for task {task}"
-            + (f" and set {set_uid}" if set_uid else "")
-            + f"; build them with `circuitcat ingest prompts --task {task}`"
-        )
+        rows = s.query("attributed_prompts", set_uid=pick_set(s, task, set_uid), task=task)
     columns = ["uid", "text", "answer", "metric_value"]
     typer.echo(render(columns, [[r[c] for c in columns] for r in rows[:limit]], format))
 
