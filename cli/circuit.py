@@ -15,7 +15,17 @@ import typer
 from circuitcat.catalog import open_store
 from circuitcat.catalog.schema import model_uid, transcoder_set_uid
 
-from .common import FormatOption, SetOption, StoreOption, handle_errors
+from .common import (
+    DeviceOption,
+    FormatOption,
+    ModelOption,
+    SetOption,
+    StoreOption,
+    ThreadsOption,
+    TranscodersOption,
+    handle_errors,
+    pick_device,
+)
 from .output import Format, render
 
 app = typer.Typer(
@@ -139,13 +149,10 @@ def _verify_table(f: dict[str, Any]) -> str:
 @handle_errors
 def verify(
     name: Annotated[str, typer.Argument(help="Circuit name.")],
-    model: Annotated[str, typer.Option(help="'toy-years' or a model folder.")] = "toy-years",
-    transcoders: Annotated[str, typer.Option(help="Transcoder folder or 'toy-years'.")] = (
-        "toy-years"
-    ),
-    set_name: Annotated[
-        str | None, typer.Option(help="The set's registered name, if not its own.")
-    ] = None,
+    set_uid: SetOption = None,
+    model: ModelOption = None,
+    transcoders: TranscodersOption = None,
+    set_name: Annotated[str | None, typer.Option(hidden=True)] = None,  # old spelling of --set
     n: Annotated[int, typer.Option(help="Prompts to score.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed that picks them (find used 0).")] = 1,
     prompts: Annotated[Path | None, typer.Option(help="JSONL prompts (custom tasks).")] = None,
@@ -153,7 +160,8 @@ def verify(
     plot: Annotated[
         Path | None, typer.Option(help="Also save the metric-vs-size curve as this PNG.")
     ] = None,
-    device: Annotated[str, typer.Option(help="torch device: auto, cpu, cuda ...")] = "auto",
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
     store: StoreOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -165,18 +173,16 @@ def verify(
     Circuit node."""
     from circuitcat.ingest.circuits import get_circuit
     from circuitcat.ingest.faithfulness import circuit_curve, plot_curve, verify_circuit
-    from circuitcat.ingest.models import load_model
+    from circuitcat.ingest.inputs import set_uid_for_name
     from circuitcat.ingest.prompts import load_task
-    from circuitcat.ingest.transcoders.load import load_transcoders
 
-    from .ingest import pick_device
+    from .ingest import load_inputs
 
     dev = pick_device(device)
-    loaded = load_model(model, dev)
-    tset = load_transcoders(transcoders, loaded, device=dev)
-    tset.name = set_name or tset.name
-    set_uid = transcoder_set_uid(model_uid(loaded.name), tset.name)
     with open_store(store) as s:
+        set_uid = set_uid or (set_uid_for_name(s, set_name) if set_name else None)
+        loaded, tset = load_inputs(s, set_uid, model, transcoders, dev, threads)
+        set_uid = transcoder_set_uid(model_uid(loaded.name), tset.name)
         task_name = get_circuit(s, name, set_uid)["task"]
         task = load_task(task_name, loaded.model.tokenizer, n=n, seed=seed, prompts=prompts)
         result = verify_circuit(s, loaded, tset, task, name, n_random=draws)

@@ -40,6 +40,28 @@ SetOption = Annotated[
     str | None,
     typer.Option("--set", help="Transcoder set uid, e.g. toy-years/tc-v1 [default: the only one]."),
 ]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help="Model to load in place of the registered one (a moved folder)."),
+]
+TranscodersOption = Annotated[
+    str | None,
+    typer.Option(help="Transcoders to load in place of the registered ones (a moved folder)."),
+]
+DeviceOption = Annotated[str, typer.Option(help="torch device: auto, cpu, cuda, cuda:1 ...")]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(help="torch CPU threads [default: half the cores, at most 8; 1 on 2 cores]."),
+]
+ProcessingOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Model processing, only for a set that records none: none, default "
+        "(transformer_lens from_pretrained), or flags such as fold_ln,center_writing_weights "
+        "[default: what the set records]."
+    ),
+]
+AllowPickleOption = Annotated[bool, typer.Option(help="Allow .pt pickles (trusted files only).")]
 StoreOption = Annotated[
     str | None,
     typer.Option(
@@ -80,3 +102,10 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key] = raw
     return params
+
+
+def pick_device(device: str) -> str:
+    """`auto` -> cuda when torch sees a GPU, else cpu (torch is imported only here)."""
+    from circuitcat.ingest.inputs import pick_device as pick
+
+    return pick(device)

@@ -16,7 +16,19 @@ import typer
 
 from circuitcat.catalog import CatalogStore, open_store
 
-from .common import SetOption, StoreOption, handle_errors, progress_bar
+from .common import (
+    AllowPickleOption,
+    DeviceOption,
+    ModelOption,
+    ProcessingOption,
+    SetOption,
+    StoreOption,
+    ThreadsOption,
+    TranscodersOption,
+    handle_errors,
+    pick_device,
+    progress_bar,
+)
 
 if TYPE_CHECKING:  # torch-heavy types, only for the checker
     from circuitcat.ingest.models import LoadedModel
@@ -25,16 +37,6 @@ if TYPE_CHECKING:  # torch-heavy types, only for the checker
 app = typer.Typer(
     help="Ingest models, transcoders and circuits into the catalog.", no_args_is_help=True
 )
-
-DeviceOption = Annotated[str, typer.Option(help="torch device: auto, cpu, cuda, cuda:1 ...")]
-
-
-def pick_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @app.command("register")
@@ -47,22 +49,31 @@ def register(
     name: Annotated[
         str | None, typer.Option(help="Register the set under this name (a version).")
     ] = None,
-    allow_pickle: Annotated[
-        bool, typer.Option(help="Allow .pt pickles (trusted files only).")
-    ] = False,
+    processing: ProcessingOption = None,
+    allow_pickle: AllowPickleOption = False,
     device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Write the model, its vocabulary and heads, and one Feature node per transcoder feature."""
-    from circuitcat.ingest.models import load_model
-    from circuitcat.ingest.register import register as register_job
-    from circuitcat.ingest.transcoders.load import load_transcoders
+    """Write the model, its vocabulary and heads, and one Feature node per transcoder feature.
 
-    dev = pick_device(device)
-    loaded = load_model(model, dev)
-    tset = load_transcoders(transcoders, loaded, allow_pickle=allow_pickle, device=dev)
-    if name:
-        tset.name = name
+    The model is loaded the way the transcoders were trained (the processing the set records:
+    SAELens model_from_pretrained_kwargs, circuit-tracer unprocessed, ...); later jobs reload
+    both from what the catalog records, from any working directory."""
+    from circuitcat.ingest import inputs
+    from circuitcat.ingest.register import register as register_job
+    from circuitcat.ingest.transcoders.load import set_name
+
+    dev = inputs.pick_device(device)
+    inputs.set_threads(threads)
+    loaded, tset = inputs.load_pair(
+        model,
+        transcoders,
+        device=dev,
+        processing=inputs.parse_processing(processing),
+        allow_pickle=allow_pickle,
+    )
+    tset.name = set_name(name) if name else tset.name
     with open_store(store) as s:
         report = register_job(s, loaded, tset)
     verb = "already registered" if report.already_registered else "registered"
@@ -70,17 +81,6 @@ def register(
         f"{verb}: {report.set_uid} ({report.n_features} features, {report.n_tokens} "
         f"tokens, {report.n_heads} heads) in {s.uri}"
     )
-
-
-ModelOption = Annotated[
-    str | None, typer.Option(help="Model to load [default: the registered set's model].")
-]
-TranscodersOption = Annotated[
-    str | None, typer.Option(help="Transcoders to load [default: the registered set's files].")
-]
-ThreadsOption = Annotated[
-    int | None, typer.Option(help="torch CPU threads [default: torch's choice].")
-]
 
 
 def load_inputs(
@@ -92,22 +92,18 @@ def load_inputs(
     threads: int | None = None,
     allow_pickle: bool = False,
 ) -> tuple[LoadedModel, TranscoderSet]:
-    """The model and transcoders of a registered set (or the ones given), on `device`."""
-    from circuitcat.ingest.models import load_model
-    from circuitcat.ingest.register import registered_set
-    from circuitcat.ingest.transcoders.load import load_transcoders
+    """The registered set's model and transcoders (or the files given in their place)."""
+    from circuitcat.ingest import inputs
 
-    if threads:  # on busy shared cores one thread can be ~10x faster than two
-        import torch
-
-        torch.set_num_threads(threads)
-    reg = registered_set(store, set_uid)
-    loaded = load_model(model or reg.model_source, device)
-    tset = load_transcoders(
-        transcoders or reg.transcoders_source, loaded, allow_pickle=allow_pickle, device=device
+    inputs.set_threads(threads)
+    return inputs.load_registered(
+        store,
+        set_uid,
+        device=device,
+        model=model,
+        transcoders=transcoders,
+        allow_pickle=allow_pickle,
     )
-    tset.name = reg.name
-    return loaded, tset
 
 
 @app.command("features")
@@ -123,9 +119,7 @@ def features(
     max_tokens: Annotated[int | None, typer.Option(help="Stop after this many tokens.")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 32,
     ctx: Annotated[int | None, typer.Option(help="Window length [default: model n_ctx].")] = None,
-    allow_pickle: Annotated[
-        bool, typer.Option(help="Allow .pt pickles (trusted files only).")
-    ] = False,
+    allow_pickle: AllowPickleOption = False,
     device: DeviceOption = "auto",
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint folder [default: per-user cache].")
@@ -241,13 +235,12 @@ def prompts(
     split_edges: Annotated[
         bool, typer.Option(help="Store edges split by route instead (~7x rows).")
     ] = False,
-    model: Annotated[str, typer.Option(help="'toy-years', a model folder or name.")] = "toy-years",
-    transcoders: Annotated[str, typer.Option(help="Transcoder folder or 'toy-years'.")] = (
-        "toy-years"
-    ),
-    name: Annotated[str | None, typer.Option(help="The set's registered name.")] = None,
+    set_uid: SetOption = None,
+    model: ModelOption = None,
+    transcoders: TranscodersOption = None,
+    name: Annotated[str | None, typer.Option(hidden=True)] = None,  # old spelling of --set
     device: DeviceOption = "auto",
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    threads: ThreadsOption = None,
     store: StoreOption = None,
 ) -> None:
     """Write per-prompt attribution graphs of a task into the catalog.
@@ -255,26 +248,21 @@ def prompts(
     Each prompt is attributed to its logit-difference direction (greater-than: years > YY
     against years <= YY), the graph is pruned and written as Prompt, Target, Error nodes and
     ATTRIBUTES edges. Prompts already stored for this set are skipped."""
-    from circuitcat.ingest.models import load_model
+    from circuitcat.ingest.inputs import set_uid_for_name
     from circuitcat.ingest.prompts import PromptParams, load_task, parse_method, run_prompts
-    from circuitcat.ingest.transcoders.load import load_transcoders
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     dev = pick_device(device)
-    loaded = load_model(model, dev)
-    tset = load_transcoders(transcoders, loaded, device=dev)
-    tset.name = name or tset.name
-    spec = load_task(task, loaded.model.tokenizer, n=n, seed=seed, prompts=prompts_file)
-    params = PromptParams(
-        method=parse_method(method),
-        node_threshold=node_threshold, edge_threshold=edge_threshold, depth=depth,
-        branches=branches, max_features=max_features, heads=heads, split_edges=split_edges,
-    )  # fmt: skip
-    with open_store(store) as s, _count_progress("prompts") as progress:
-        r = run_prompts(s, loaded, tset, spec, params, progress=progress)
+    with open_store(store) as s:
+        set_uid = set_uid or (set_uid_for_name(s, name) if name else None)
+        loaded, tset = load_inputs(s, set_uid, model, transcoders, dev, threads)
+        spec = load_task(task, loaded.model.tokenizer, n=n, seed=seed, prompts=prompts_file)
+        params = PromptParams(
+            method=parse_method(method),
+            node_threshold=node_threshold, edge_threshold=edge_threshold, depth=depth,
+            branches=branches, max_features=max_features, heads=heads, split_edges=split_edges,
+        )  # fmt: skip
+        with _count_progress("prompts") as progress:
+            r = run_prompts(s, loaded, tset, spec, params, progress=progress)
     typer.echo(
         f"prompts: {r.task} on {r.set_uid}: {r.written} written, {r.skipped} already stored; "
         f"{r.edges:,} ATTRIBUTES rows, {r.features_per_prompt:.0f} features/prompt kept; mean "

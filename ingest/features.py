@@ -292,12 +292,15 @@ class PassSettings:
 
 
 def _hook_names(loaded: LoadedModel, tset: TranscoderSet) -> dict[int, tuple[str, str | None]]:
-    """Per layer: the transcoder's input hook and the ln2 scale hook (None without ln2)."""
-    scale = {layer: f"blocks.{layer}.ln2.hook_scale" for layer in tset.layers}
+    """Per layer: the transcoder's input hook and the ln2 scale hook (None where the input is
+    not ln2's output, e.g. `hook_mlp_in`, or the model has no ln2)."""
     hooks = loaded.model.hook_dict
-    return {
-        la: (tset[la].cfg.input_hook, scale[la] if scale[la] in hooks else None) for la in scale
-    }
+    names = {}
+    for layer in tset.layers:
+        input_hook, scale = tset[layer].cfg.input_hook, f"blocks.{layer}.ln2.hook_scale"
+        reads_ln2 = input_hook.endswith("ln2.hook_normalized") and scale in hooks
+        names[layer] = (input_hook, scale if reads_ln2 else None)
+    return names
 
 
 @torch.no_grad()

@@ -33,6 +33,7 @@ from transformer_lens.utilities import softcap_enabled
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
 from circuitcat.catalog.errors import ModelLoadError
+from circuitcat.ingest.model_configs import build_config, needs_own_config
 
 TOY_NAMES = ("toy-years", "toy")
 PROCESSING_FLAGS = ("fold_ln", "center_writing_weights", "center_unembed")
@@ -256,20 +257,29 @@ def _convert_local(
         shim = Path(tmp) / "local-model"
         shim.mkdir()
         (shim / "config.json").write_text(json.dumps(_tl_readable_config(hf_config)))
+        arch = str(hf_config["architectures"][0])
         try:
             with _quiet():
-                cfg = loading.get_pretrained_model_config(
-                    str(shim),
-                    hf_cfg=hf_model.config.to_dict(),
-                    fold_ln=fold_ln,
-                    device=device,
-                    dtype=dtype,
-                )
+                if needs_own_config(arch):  # transformer_lens knows these only by hub name
+                    cfg = build_config(
+                        hf_model.config.to_dict() | {"architectures": [arch]},
+                        name=path.name,
+                        fold_ln=fold_ln,
+                        device=device,
+                        dtype=dtype,
+                    )
+                else:
+                    cfg = loading.get_pretrained_model_config(
+                        str(shim),
+                        hf_cfg=hf_model.config.to_dict(),
+                        fold_ln=fold_ln,
+                        device=device,
+                        dtype=dtype,
+                    )
                 state_dict = loading.get_pretrained_state_dict(
                     str(shim), cfg, hf_model, dtype=dtype
                 )
         except NotImplementedError as e:
-            arch = hf_config["architectures"][0]
             raise ModelLoadError(
                 f"transformer_lens cannot convert architecture '{arch}' ({path}/config.json field "
                 "'architectures'): use a model family it supports (GPT-2, GPT-NeoX/Pythia, Llama, "

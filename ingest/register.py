@@ -201,32 +201,3 @@ def register(store: CatalogStore, loaded: LoadedModel, tset: TranscoderSet) -> R
     done = run.model_copy(update={"status": "done", "finished_at": now_iso()})
     store.write_nodes(batch_of([done]))
     return report
-
-
-@dataclass(frozen=True)
-class RegisteredSet:
-    """Where a registered set and its model were loaded from, to load them again."""
-
-    set_uid: str
-    name: str
-    model_source: str
-    transcoders_source: str
-
-
-def registered_set(store: CatalogStore, set_uid: str | None = None) -> RegisteredSet:
-    """The set `set_uid`, or the only registered set when none is named."""
-    sets = store.query("transcoder_sets")
-    if set_uid is not None:
-        sets = [r for r in sets if r["uid"] == set_uid]
-    if len(sets) != 1:
-        known = ", ".join(r["uid"] for r in store.query("transcoder_sets")) or "none"
-        what = f"no transcoder set {set_uid!r}" if set_uid else f"{len(sets)} transcoder sets"
-        raise IngestError(
-            f"{what} registered in this catalog (registered: {known}); run `circuitcat ingest "
-            "register MODEL --transcoders PATH` first, or pick one with --set UID"
-        )
-    row = sets[0]
-    model = next(m for m in store.query("models") if m["uid"] == row["model"])
-    # Built-in models are recorded as "builtin:<name>"; load_model takes the bare name.
-    model_source = str(model["source"]).removeprefix("builtin:")
-    return RegisteredSet(row["uid"], row["name"], model_source, str(row["source"]))

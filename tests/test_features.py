@@ -406,11 +406,10 @@ def test_cli_features_command(
     loaded: LoadedModel, tset: TranscoderSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from circuitcat.cli.main import app
-    from circuitcat.ingest import models
-    from circuitcat.ingest.transcoders import load
+    from circuitcat.ingest import inputs
 
-    monkeypatch.setattr(models, "load_model", lambda name, device: loaded)
-    monkeypatch.setattr(load, "load_transcoders", lambda *a, **kw: tset)
+    # the tiny model lives in memory only: stand in for loading it from its recorded files
+    monkeypatch.setattr(inputs, "load_pair", lambda *a, **kw: (loaded, tset))
     cat = str(tmp_path / "cat")
     with open_store(cat) as s:
         register(s, loaded, tset)

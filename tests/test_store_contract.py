@@ -213,6 +213,7 @@ def _named_query_params() -> dict[str, dict]:
     return {
         "models": {},
         "transcoder_sets": {},
+        "transcoder_set": {"uid": data.SET.uid},
         "feature": {"uid": f0},
         "features_in_layer": {"set_uid": data.SET.uid, "layer": 1, "limit": 4},
         "feature_sources": {"uid": f1, "limit": 4},

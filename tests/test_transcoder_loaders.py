@@ -330,7 +330,7 @@ def test_circuit_tracer(tmp_path: Path, folded_model: HookedTransformer, listed:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"activation": "topk"}, "'activation' is 'topk', expected 'relu'"),
+        ({"activation": "topk"}, "'activation' is 'topk'; circuitcat loads ReLU"),
         ({"model_kind": "cross_layer_transcoder"}, "cross-layer transcoders are not supported"),
         ({"feature_input_hook": None}, "'feature_input_hook' is missing"),
         ({"transcoders": ["hf://org/repo/gone.safetensors"]}, r"transcoders\[0\] is"),

@@ -14,6 +14,12 @@ RETURN s.uid AS uid, s.name AS name, s.model AS model, s.format AS format,
        s.sha256 AS sha256
 ORDER BY uid
 
+// name: transcoder_set
+MATCH (s:TranscoderSet {uid: $uid})-[:FOR_MODEL]->(m:Model)
+RETURN s.uid AS uid, s.name AS name, s.format AS format, s.source AS source,
+       s.processing AS processing, m.uid AS model, m.name AS model_name,
+       m.source AS model_source
+
 // name: feature
 MATCH (f:Feature {uid: $uid})
 RETURN f.uid AS uid, f.`set` AS set_uid, f.layer AS layer, f.`index` AS feature_index,

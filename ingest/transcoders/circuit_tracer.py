@@ -29,6 +29,7 @@ from circuitcat.ingest.transcoders.formats import (
     add_layer,
     make_set,
     orient_encoder,
+    read_npz,
     read_safetensors,
     reject_variants,
     require,
@@ -79,11 +80,14 @@ def _read_config(config_file: Path) -> dict[str, Any]:
             f"{config_file}: field 'model_kind' is {kind!r}, expected 'transcoder_set' "
             "(cross-layer transcoders are not supported yet)"
         )
+    # circuit-tracer writes no `activation` key: the kind shows in the tensors (a JumpReLU
+    # `activation_function.threshold`, a `W_skip`), checked per layer. Some hand-written
+    # configs carry one anyway; only "relu" (or "jumprelu" with zero thresholds) loads.
     activation = config.get("activation", "relu")
-    if activation != "relu":
+    if activation not in ("relu", "jumprelu"):
         raise TranscoderLoadError(
-            f"{config_file}: field 'activation' is {activation!r}, expected 'relu' "
-            "(TopK and JumpReLU transcoders are not supported yet)"
+            f"{config_file}: field 'activation' is {activation!r}; circuitcat loads ReLU "
+            "transcoders (TopK and JumpReLU with thresholds are not supported yet)"
         )
     return config
 
@@ -134,6 +138,8 @@ def _local_file(folder: Path, entry: str, index: int, config_file: Path) -> Path
 
 
 def _load_layer(file: Path, layer: int, hooks: dict[str, str]) -> Transcoder:
+    if file.suffix == ".npz":
+        return _load_npz_layer(file, layer, hooks)
     tensors = read_safetensors(file)
     reject_variants(tensors, file)
     b_enc = require(tensors, "b_enc", file, "encoder bias [d_transcoder]", ndim=1)
@@ -146,6 +152,37 @@ def _load_layer(file: Path, layer: int, hooks: dict[str, str]) -> Transcoder:
             d_transcoder,
             file,
             rows_are_features=True,
+        ),
+        b_enc=b_enc,
+        W_dec=require(tensors, "W_dec", file, "decoder [d_transcoder, d_model]"),
+        b_dec_out=require(tensors, "b_dec", file, "output bias [d_model]"),
+        input_hook=resolve_hook(hooks["feature_input_hook"], layer),
+        output_hook=resolve_hook(hooks["feature_output_hook"], layer),
+        keys={"b_dec_out": "b_dec"},
+    )
+    return to_transcoder(raw)
+
+
+def _load_npz_layer(file: Path, layer: int, hooks: dict[str, str]) -> Transcoder:
+    """A Gemma Scope `params.npz`: W_enc [d_model, d_transcoder], W_dec [d_transcoder,
+    d_model], b_enc, b_dec (the output bias) and a JumpReLU `threshold`."""
+    tensors = read_npz(file)
+    threshold = tensors.pop("threshold", None)
+    if threshold is not None and bool((threshold != 0).any()):
+        raise TranscoderLoadError(
+            f"{file}: tensor 'threshold' is non-zero, which means a JumpReLU transcoder; "
+            "JumpReLU is not supported yet (circuitcat loads ReLU transcoders, i.e. all-zero "
+            "thresholds)"
+        )
+    b_enc = require(tensors, "b_enc", file, "encoder bias [d_transcoder]", ndim=1)
+    raw = LayerTensors(
+        layer=layer,
+        file=file,
+        W_enc=orient_encoder(
+            require(tensors, "W_enc", file, "encoder [d_model, d_transcoder]"),
+            int(b_enc.shape[0]),
+            file,
+            rows_are_features=False,
         ),
         b_enc=b_enc,
         W_dec=require(tensors, "W_dec", file, "decoder [d_transcoder, d_model]"),

@@ -11,9 +11,11 @@ Errors name the file, the field (tensor key or config key) and the expected valu
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
@@ -59,6 +61,17 @@ def read_safetensors(file: Path) -> dict[str, Tensor]:
         return load_file(str(file), device="cpu")
     except (SafetensorError, OSError) as e:
         raise TranscoderLoadError(f"{file} is not a readable safetensors file ({e})") from e
+
+
+def read_npz(file: Path) -> dict[str, Tensor]:
+    """All arrays of a numpy .npz file (Gemma Scope's `params.npz`), as CPU tensors."""
+    if not file.is_file():
+        raise TranscoderLoadError(f"{file} is missing: expected a numpy .npz file there")
+    try:
+        with np.load(file, allow_pickle=False) as arrays:
+            return {key: torch.from_numpy(np.array(arrays[key])) for key in arrays.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise TranscoderLoadError(f"{file} is not a readable numpy .npz file ({e})") from e
 
 
 def safetensors_keys(file: Path) -> list[str]:

@@ -28,6 +28,8 @@ from circuitcat.ingest.transcoders.formats import PROCESSING_FLAGS, safetensors_
 from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderSet
 
 TOY_NAMES = ("toy", "toy-years")
+TOY_SOURCE = "builtin:toy-years"
+MLP_IN_HOOK = "hook_mlp_in"
 NATIVE_FORMAT = "circuitcat-transcoders"
 LN_AFFINE_FOLDED = "ln2_affine_folded"
 # formats whose encoders read the MLP input after the LayerNorm affine (see module docstring)
@@ -61,12 +63,33 @@ def load_transcoders(
 ) -> TranscoderSet:
     """Load a transcoder set from `path` (or 'toy-years'); with `model`, check and adapt to it."""
     tset = _load_any(path, allow_pickle, device)
+    tset.name = set_name(tset.name)
+    if tset.source != TOY_SOURCE:  # registered means reloadable from any working directory
+        tset.source = str(Path(tset.source).expanduser().resolve())
     for tc in tset.transcoders.values():
         tc.to(torch.device(device))
     if model is not None:
-        _check_structure(tset, model)
-        fold_ln2_affine(tset, _hooked(model))
+        adapt_to_model(tset, model)
     return tset
+
+
+def adapt_to_model(tset: TranscoderSet, model: ModelLike) -> None:
+    """Check `tset` fits `model`, fold ln2's affine into encoders that expect it, and switch on
+    the hooks the set reads (`hook_mlp_in` is only filled with `use_hook_mlp_in`)."""
+    hooked = _hooked(model)
+    if any(tc.cfg.input_hook.endswith(MLP_IN_HOOK) for tc in tset.transcoders.values()):
+        hooked.set_use_hook_mlp_in(True)
+    _check_structure(tset, model)
+    fold_ln2_affine(tset, hooked)
+
+
+def set_name(name: str) -> str:
+    """A set name usable inside feature uids: circuit-tracer's cache layout names a set by its
+    hub repository (`org/repo`), written `org--repo` here as the Hugging Face cache does."""
+    cleaned = name.strip().replace("/", "--")
+    if not cleaned:
+        raise TranscoderLoadError("a transcoder set needs a non-empty name: pass --name NAME")
+    return cleaned
 
 
 def validate_against_model(tset: TranscoderSet, model: ModelLike) -> None:
@@ -181,10 +204,12 @@ def _check_processing(tset: TranscoderSet, model: ModelLike) -> None:
 
 def _load_any(path: str | Path, allow_pickle: bool, device: str) -> TranscoderSet:
     p = Path(path).expanduser()
-    if str(path) in TOY_NAMES:  # reserved names, as in load_model
+    if str(path) in (*TOY_NAMES, TOY_SOURCE):  # reserved names, as in load_model
         from circuitcat.ingest.toy.model import load_toy_transcoders  # lazy: reads toy weights
 
-        return load_toy_transcoders(device=device)
+        tset = load_toy_transcoders(device=device)
+        tset.source = TOY_SOURCE
+        return tset
     if not p.exists():
         raise TranscoderLoadError(
             f"no file or folder at {p}: pass transcoders in one of these layouts: "
