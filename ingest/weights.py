@@ -21,8 +21,13 @@ Memory: V = W_dec_src @ W_enc_dst is reduced block by block (source rows x targe
 block fused with a top-k and merged into a running [n_dst, k] top-k, so the extra memory is two
 block buffers plus the [n_dst, k] result, whatever n_src is.
 
-Heads: an MLP feature at layer l1 writes into resid_pre of l1 + 1, and the MLP at l2 reads the
-attention output of its own layer, so a head at layer a carries l1 -> l2 when l1 < a <= l2.
+Heads: an MLP feature at layer l1 writes into resid_pre of l1 + 1, so a head at layer a reads
+it when l1 < a. In sequential blocks (GPT-2, Llama, Qwen, Gemma) the MLP at l2 reads the
+attention output of its own layer, so a head carries l1 -> l2 when l1 < a <= l2; in parallel
+blocks (`parallel_attn_mlp`: GPT-NeoX / Pythia, GPT-J) attention and MLP of a layer both read
+its resid_pre, so only l1 < a < l2 (and a token reaches a layer-l feature through heads a < l).
+`W_V` here is what a head applies to the *normalised* residual (ln1's w folded in) and `W_O`
+what it writes (Gemma's ln1_post w folded in); weights_job.py prepares both from the model.
 """
 
 from __future__ import annotations
@@ -431,6 +436,11 @@ def _kept_heads(
         yield flat // n_heads, flat % n_heads, targets
 
 
+def last_head_layer(layer: int, parallel: bool) -> int:
+    """The last attention layer whose output the MLP at `layer` reads (-1: none)."""
+    return layer - 1 if parallel else layer
+
+
 def attention_edges(
     tset: TranscoderSet,
     W_V: Float[Tensor, "n_layers n_heads d_model d_head"],
@@ -442,17 +452,23 @@ def attention_edges(
     pairs: Iterable[tuple[int, int]] | None = None,
     blocks: BlockSizes = BlockSizes(),
     device: str | None = None,
+    *,
+    parallel: bool = False,
 ) -> Iterator[WeightEdges]:
-    """VIRTUAL_WEIGHT via "attn:a.h": per target feature its top heads by ||OV e_j||, then
-    top-k sources through each kept head from every layer l1 < a (see the module docstring).
+    """VIRTUAL_WEIGHT via "attn:a.h": per target feature its top heads by ||OV e_j|| among
+    layers up to `last_head_layer(l2, parallel)`, then top-k sources through each kept head
+    from every layer l1 < a (see the module docstring).
 
     w = raw x scales[l2] x attn_scales[a] (ln1 factor of the head's layer).
     """
     chosen = _pairs(tset, pairs)
     W_V, W_O = W_V.detach().to(device), W_O.detach().to(device)
     for l2 in sorted({p[1] for p in chosen}):
+        last = last_head_layer(l2, parallel)
+        if last < 0:
+            continue
         _, W_enc = _weights(tset, l2, device)
-        heads, _ = top_heads_per_feature(W_V, W_O, W_enc, n_heads_per_feature, l2, attn_scales)
+        heads, _ = top_heads_per_feature(W_V, W_O, W_enc, n_heads_per_feature, last, attn_scales)
         for a, h, targets in _kept_heads(heads.cpu(), W_V.shape[1]):
             factor = _factor(scales, l2) * _factor(attn_scales, a)
             for l1 in (p[0] for p in chosen if p[1] == l2 and p[0] < a):
@@ -471,9 +487,12 @@ def deembed_edges(
     attn_scales: Mapping[int, float] | None = None,
     blocks: BlockSizes = BlockSizes(),
     device: str | None = None,
+    *,
+    parallel: bool = False,
 ) -> Iterator[WeightEdges]:
     """DEEMBEDS token -> feature per layer: direct ("resid"), and through each feature's top
-    heads ("attn:a.h", a <= layer) when `heads` = (W_V, W_O) is given."""
+    heads ("attn:a.h", a <= layer; a < layer for `parallel` blocks) when `heads` = (W_V, W_O)
+    is given."""
     W_E = W_E.detach().to(device)
     if heads is not None:
         W_V, W_O = (x.detach().to(device) for x in heads)
@@ -483,9 +502,10 @@ def deembed_edges(
         factor = _factor(scales, layer)
         direct = topk_deembeds(W_E, W_enc, k, blocks)
         yield _edges("DEEMBEDS", (None, layer), "resid", ids, direct, factor)
-        if heads is None:
+        last = last_head_layer(layer, parallel)
+        if heads is None or last < 0:
             continue
-        top, _ = top_heads_per_feature(W_V, W_O, W_enc, n_heads_per_feature, layer, attn_scales)
+        top, _ = top_heads_per_feature(W_V, W_O, W_enc, n_heads_per_feature, last, attn_scales)
         for a, h, targets in _kept_heads(top.cpu(), W_V.shape[1]):
             topk = topk_through_head(W_E, W_V[a, h], W_O[a, h], W_enc[:, targets], k, blocks)
             f = factor * _factor(attn_scales, a)

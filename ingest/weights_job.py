@@ -13,12 +13,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import version
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformer_lens import HookedTransformer
+from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
 from circuitcat.catalog import CatalogStore, EdgeBatch, NodeKind, RelKind
 from circuitcat.catalog import schema as s
+from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.records import RunRecord, now_iso
 from circuitcat.catalog.records import records_to_batch as batch_of
 
@@ -64,7 +70,7 @@ def centered_writers(tset: TranscoderSet, normalization: str | None) -> Transcod
     )
 
 
-def _centre(w: torch.Tensor, normalization: str | None) -> torch.Tensor:
+def _centre(w: Tensor, normalization: str | None) -> Tensor:
     return w - w.mean(dim=-1, keepdim=True) if normalization in ("LN", "LNPre") else w
 
 
@@ -78,16 +84,54 @@ def _layer_scales(store: CatalogStore, set_uid: str, layers: list[int]) -> dict[
     return {layer: 1.0 / float(sc) for layer, sc in zip(layers, rows[0][0], strict=True)}
 
 
-def _fold_ln_weights(loaded: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
-    """W_V and W_U as seen from the normalised residual: an unprocessed model still applies
-    ln1.w / ln_final.w before them (fold_ln already did this for processed models)."""
+class ModelWeights(NamedTuple):
+    """The model's matrices as the weight math reads them (see weights.py)."""
+
+    W_E: Float[Tensor, "d_vocab d_model"]  # Gemma's sqrt(d_model) is already in W_E
+    W_V: Float[Tensor, "n_layers n_heads d_model d_head"]  # ln1.w folded in
+    W_O: Float[Tensor, "n_layers n_heads d_head d_model"]  # ln1_post.w folded in (Gemma)
+    W_U: Float[Tensor, "d_model d_vocab"]  # ln_final.w folded in; before any logit soft cap
+
+
+def _norm_w(module: torch.nn.Module | None) -> Tensor | None:
+    w = getattr(module, "w", None)
+    return w.detach() if isinstance(w, Tensor) else None
+
+
+def model_weights(loaded: LoadedModel) -> ModelWeights:
+    """W_E, W_V, W_O, W_U as seen from and into the normalised residual stream.
+
+    An unprocessed model (LayerNorm or RMSNorm) still applies ln1.w before W_V and
+    ln_final.w before W_U (fold_ln already did this for processed ones); Gemma's ln1_post
+    multiplies each head's output by its w (and divides by an input-dependent scale that the
+    corpus pass does not measure). With LayerNorm, what a later norm reads of a write is its
+    centred part, so W_O and W_E are centred. Grouped-query attention: `W_V` repeats each
+    key-value head for the query heads that share it, as transformer_lens runs it.
+    """
     m = loaded.model
-    W_V, W_U = m.W_V.detach(), m.W_U.detach()
-    if m.cfg.normalization_type == "LN":
-        ln1_w = torch.stack([m.get_parameter(f"blocks.{i}.ln1.w") for i in range(m.cfg.n_layers)])
-        W_V = W_V * ln1_w.detach()[:, None, :, None]  # ln1_w: [layer, d_model]
-        W_U = W_U * m.get_parameter("ln_final.w").detach()[:, None]
-    return W_V, W_U
+    _check_model(m)
+    W_V, W_O, W_U, W_E = (x.detach() for x in (m.W_V, m.W_O, m.W_U, m.W_E))
+    blocks = list(m.blocks)
+    ln1_w = [_norm_w(b.ln1) for b in blocks]
+    if all(w is not None for w in ln1_w):
+        W_V = W_V * torch.stack(cast(list[Tensor], ln1_w))[:, None, :, None]
+    post_w = [_norm_w(getattr(b, "ln1_post", None)) for b in blocks]
+    if all(w is not None for w in post_w):
+        W_O = W_O * torch.stack(cast(list[Tensor], post_w))[:, None, None, :]
+    lnf_w = _norm_w(getattr(m, "ln_final", None))
+    if lnf_w is not None:
+        W_U = W_U * lnf_w[:, None]
+    norm = m.cfg.normalization_type
+    return ModelWeights(_centre(W_E, norm), W_V, _centre(W_O, norm), W_U)
+
+
+def _check_model(model: HookedTransformer) -> None:
+    arch = model.cfg.original_architecture
+    if arch in POST_NORM_ARCHITECTURES:
+        raise IngestError(
+            f"ingest weights does not support model '{model.cfg.model_name}': "
+            f"original_architecture {arch!r} has post-norm blocks (ln1/ln2 after each sublayer)"
+        )
 
 
 Unit = tuple[str, Callable[[], Iterator[wts.WeightEdges]]]
@@ -97,48 +141,36 @@ def _units(
     loaded: LoadedModel, tset: TranscoderSet, p: WeightsParams, scales: dict[int, float]
 ) -> list[Unit]:
     """(unit name, edge generator) in a fixed order; a unit is the resume granularity."""
-    m, norm = loaded.model, loaded.model.cfg.normalization_type
-    W_V, W_U = _fold_ln_weights(loaded)
-    W_O, W_E = _centre(m.W_O.detach(), norm), _centre(m.W_E.detach(), norm)
+    mw = model_weights(loaded)
+    parallel = bool(loaded.model.cfg.parallel_attn_mlp)
+    heads = (mw.W_V, mw.W_O)
     units: list[Unit] = []
-    for pair in [(a, b) for a in tset.layers for b in tset.layers if a < b]:
-        units.append(
-            (
-                f"resid:{pair[0]}-{pair[1]}",
-                partial(wts.residual_edges, tset, p.top_k, scales, [pair]),
-            )
+    for l1, l2 in [(a, b) for a in tset.layers for b in tset.layers if a < b]:
+        resid = partial(wts.residual_edges, tset, p.top_k, scales, [(l1, l2)])
+        attn = partial(
+            wts.attention_edges,
+            tset,
+            *heads,
+            p.top_k,
+            p.heads_per_feature,
+            scales,
+            None,
+            [(l1, l2)],
+            parallel=parallel,
         )
-        units.append(
-            (
-                f"attn:{pair[0]}-{pair[1]}",
-                partial(
-                    wts.attention_edges,
-                    tset,
-                    W_V,
-                    W_O,
-                    p.top_k,
-                    p.heads_per_feature,
-                    scales,
-                    None,
-                    [pair],
-                ),
-            )
-        )
-    units.append(
-        (
-            "deembeds",
-            partial(
-                wts.deembed_edges,
-                tset,
-                W_E,
-                p.top_k_tokens,
-                scales,
-                (W_V, W_O),
-                p.heads_per_feature,
-            ),
-        )
+        units += [(f"resid:{l1}-{l2}", resid), (f"attn:{l1}-{l2}", attn)]
+    deembeds = partial(
+        wts.deembed_edges,
+        tset,
+        mw.W_E,
+        p.top_k_tokens,
+        scales,
+        heads,
+        p.heads_per_feature,
+        parallel=parallel,
     )
-    units.append(("logits", partial(wts.logit_edges, tset, W_U, p.top_k_logits)))
+    units.append(("deembeds", deembeds))
+    units.append(("logits", partial(wts.logit_edges, tset, mw.W_U, p.top_k_logits)))
     return units
 
 

@@ -157,7 +157,7 @@ def test_frozen_forward_reproduces_model(norm: str, layers: list[int], tokens: T
         logits = model(tokens[None])[0]
     scale = logits.abs().max()
     assert (final_logits(fp, run.resid_final) - logits).abs().max() < TOL * scale
-    x = run.resid_mid - run.resid_mid.mean(-1, keepdim=True) if fp.center else run.resid_mid
+    x = run.mlp_resid - run.mlp_resid.mean(-1, keepdim=True) if fp.center else run.mlp_resid
     assert torch.allclose(x / fp.mlp_scale, fp.mlp_in, atol=TOL)
     active = sum(int((tset[layer].encode(fp.mlp_in[layer]) > 0).sum()) for layer in layers)
     assert fp.feat_act.numel() == active > 0

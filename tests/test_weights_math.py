@@ -10,11 +10,14 @@ import torch
 from torch import Tensor
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
+from transformer_lens import HookedTransformer
 
 from circuitcat.catalog.errors import IngestError
+from circuitcat.ingest.models import LoadedModel
 from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderConfig, TranscoderSet
 from circuitcat.ingest.weights import (
     BlockSizes,
+    WeightEdges,
     attention_edges,
     deembed_edges,
     head_ov_norms,
@@ -26,6 +29,10 @@ from circuitcat.ingest.weights import (
     topk_through_head,
     topk_virtual_weights,
 )
+from circuitcat.ingest.weights_job import WeightsParams, _units, centered_writers
+
+from .test_attribution import random_transcoders
+from .test_attribution_families import FAMILIES, family_model
 
 # --------------------------------------------------------------------------------------------
 # dense references: full product, then a stable sort (ties -> lower index, like the library)
@@ -338,3 +345,91 @@ def test_blocked_peak_memory_does_not_grow_with_sources() -> None:
     assert peaks[8192][1] >= 8192 * n_dst * 4
     assert peaks[8192][0] == peaks[512][0]
     assert peaks[8192][0] < 8192 * n_dst * 4 / 8
+
+
+# --------------------------------------------------------------------------------------------
+# every model family: the weights job against maps measured on the model's own modules
+
+
+def one(t: Tensor, hook: Any) -> Tensor:
+    return torch.ones_like(t)
+
+
+def ln2_reads(model: HookedTransformer, x: Tensor) -> Tensor:
+    """What ln2.hook_normalized (times its scale) reads of a write x into the residual."""
+    return x - x.mean(-1, keepdim=True) if model.cfg.normalization_type in ("LN", "LNPre") else x
+
+
+def head_map(model: HookedTransformer, a: int, h: int, x: Tensor) -> Tensor:
+    """What head (a, h) adds to the residual (hook_attn_out) for residual inputs x, measured by
+    running block a on them (one position each) with the ln1 and ln1_post scales set to 1 and
+    every other head's pattern zeroed, minus the same for zero inputs (the biases)."""
+    mask = (torch.arange(model.cfg.n_heads) == h).float()[None, :, None, None]
+    out: dict[str, Tensor] = {}
+
+    def keep(t: Tensor, hook: Any) -> None:
+        out["attn"] = t[:, 0]
+
+    hooks = [
+        (f"blocks.{a}.ln1.hook_scale", one),
+        (f"blocks.{a}.attn.hook_pattern", lambda t, hook: t * mask),
+        (f"blocks.{a}.hook_attn_out", keep),
+    ]
+    if model.cfg.use_normalization_before_and_after:
+        hooks.append((f"blocks.{a}.ln1_post.hook_scale", one))
+    written = []
+    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+        for inputs in (x, torch.zeros_like(x)):
+            model.blocks[a](inputs[:, None, :])
+            written.append(out["attn"])
+    return written[0] - written[1]
+
+
+def logit_map(model: HookedTransformer, x: Tensor) -> Tensor:
+    """The logits (before any soft cap) a write x into the final residual adds, ln_final's
+    scale set to 1."""
+    with torch.no_grad(), model.hooks(fwd_hooks=[("ln_final.hook_scale", one)]):
+        logits = [model.unembed(model.ln_final(v[:, None, :]))[:, 0] for v in (x, 0 * x)]
+    return logits[0] - logits[1]
+
+
+def direct_weights(model: HookedTransformer, tset: TranscoderSet, e: WeightEdges) -> Tensor:
+    """The dense [sources, targets] matrix edge container `e` takes its top-k from."""
+    W_E = model.W_E.detach()
+    src = W_E if e.src_layer is None else tset[e.src_layer].W_dec.detach()
+    if e.rel == "PROMOTES":
+        return logit_map(model, src)
+    if e.via != "resid":
+        a, h = map(int, e.via.removeprefix("attn:").split("."))
+        src = head_map(model, a, h, src)
+    assert e.dst_layer is not None
+    return ln2_reads(model, src) @ tset[e.dst_layer].W_enc.detach()
+
+
+@pytest.mark.parametrize("processed", [False, True], ids=["raw", "fold"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_weights_job_matches_the_model_on_every_family(family: str, processed: bool) -> None:
+    """Every stored weight (VIRTUAL_WEIGHT resid and through heads, DEEMBEDS, PROMOTES) equals
+    the map measured on the model, each target keeps its top-k sources by |w|, and heads sit
+    between the layers: l1 < a <= l2, or a < l2 with parallel attention and MLP."""
+    model, tset = family_model(family, processed), random_transcoders([0, 1, 2])
+    loaded = LoadedModel(model, family, "test", {})
+    centred = centered_writers(tset, model.cfg.normalization_type)
+    params = WeightsParams(top_k=5, heads_per_feature=2, top_k_tokens=5, top_k_logits=5)
+    parallel, head_layers = model.cfg.parallel_attn_mlp, set()
+    for _, unit in _units(loaded, centred, params, {}):
+        for e in unit():
+            D = direct_weights(model, tset, e)
+            assert e.w_raw is not None and torch.equal(e.w, e.w_raw)
+            torch.testing.assert_close(e.w, D[e.src_index, e.dst_index], atol=1e-5, rtol=1e-4)
+            if e.rel == "PROMOTES":
+                continue
+            for j in e.dst_index.unique().tolist():
+                got = e.src_index[e.dst_index == j]
+                assert torch.equal(got, D[:, j].abs().argsort(descending=True)[: len(got)])
+            if e.via != "resid":
+                a = int(e.via.removeprefix("attn:").split(".")[0])
+                assert e.dst_layer is not None and (e.src_layer is None or e.src_layer < a)
+                assert a < e.dst_layer if parallel else a <= e.dst_layer
+                head_layers.add(a == e.dst_layer)
+    assert head_layers == ({False} if parallel else {False, True})

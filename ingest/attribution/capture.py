@@ -1,0 +1,233 @@
+"""`freeze`: run the real model once on a prompt and record its local replacement model.
+
+What transformer_lens 3.9 records, and where (blocks.L. prefix omitted):
+    hook_resid_pre (L = 0)  every embedding term: token (Gemma's sqrt(d_model) is multiplied
+                            into `W_E` when its weights are converted), positional where added
+    ln1.hook_scale          the attention input's scale (one per head with split qkv inputs)
+    attn.hook_pattern       after rotary, q/k norms, soft-capping, masks and local windows
+    ln1_post.hook_scale     Gemma's post-attention RMSNorm, inside hook_attn_out
+    ln2.hook_scale, ln2.hook_normalized   the MLP input, before ln2's w and b
+    hook_mlp_out            after Gemma's ln2_post: what the MLP adds to the residual stream
+    ln_final.hook_scale, ln_final.hook_normalized   before ln_final's w and b
+The glossary of dimension names is in frozen.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Int64
+from torch import Tensor
+from transformer_lens import HookedTransformer
+from transformer_lens.components import LayerNorm, LayerNormPre
+from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+from circuitcat.catalog.errors import IngestError
+from circuitcat.ingest.attribution.frozen import FrozenPrompt
+from circuitcat.ingest.models import LoadedModel
+from circuitcat.ingest.transcoders.load import validate_against_model
+from circuitcat.ingest.transcoders.transcoder import TranscoderSet
+
+NORMS = ("LN", "LNPre", "RMS", "RMSPre")
+INPUT_HOOK = "ln2.hook_normalized"
+OUTPUT_HOOK = "hook_mlp_out"
+
+
+def hooked(model: HookedTransformer | LoadedModel) -> HookedTransformer:
+    return model.model if isinstance(model, LoadedModel) else model
+
+
+def freeze(
+    model: HookedTransformer | LoadedModel,
+    tset: TranscoderSet,
+    tokens: Sequence[int] | Int64[Tensor, " pos"],
+    *,
+    max_features: int | None = None,
+    device: str | torch.device | None = None,
+) -> FrozenPrompt:
+    """Run `model` once on `tokens` and freeze its local replacement model (fp32, `device`).
+
+    `max_features` keeps the strongest active features by activation x ||W_dec row|| and folds
+    the others' writes into the error terms. Raises IngestError for architectures this
+    linearisation does not cover.
+    """
+    ht = hooked(model)
+    check_supported(ht, tset)
+    validate_against_model(tset, ht)  # e.g. ln2 affine folded into encoders that expect it
+    dev = torch.device(device) if device is not None else next(ht.parameters()).device
+    toks = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
+    if toks.numel() == 0:
+        raise IngestError("attribution needs a prompt of at least one token")
+    run = _run_model(ht, toks, dev)
+    weights = _copy_weights(ht, tset, dev)
+    feats = _active_features(tset, run["mlp_in"], max_features, dev)
+    errors = run["mlp_out"] - weights["b_dec_out"][:, None, :]
+    errors = errors.index_put(
+        (feats["feat_layer"], feats["feat_pos"]),
+        -feats["feat_act"][:, None] * feats["feat_dec"],
+        accumulate=True,
+    )
+    return FrozenPrompt(tokens=toks.to(dev), errors=errors, **run, **weights, **feats)
+
+
+def _unsupported(model: HookedTransformer) -> str | None:
+    """The config field this linearisation cannot cover, as one line, or None."""
+    cfg = model.cfg
+    if cfg.normalization_type not in NORMS:
+        return f"normalization_type {cfg.normalization_type!r} (supported: {', '.join(NORMS)})"
+    if cfg.attn_only:
+        return "attn_only=True: no MLP layers for transcoders to replace"
+    if cfg.original_architecture in POST_NORM_ARCHITECTURES:
+        return (
+            f"original_architecture {cfg.original_architecture!r}: post-norm blocks (ln1/ln2 "
+            "after each sublayer, so ln2.hook_normalized is not the MLP input)"
+        )
+    if cfg.clip_qkv is not None:
+        return f"clip_qkv={cfg.clip_qkv}: values are clamped, which is not linear"
+    if cfg.load_in_4bit:
+        return "load_in_4bit=True: W_O is quantised; load the model in float32 or bfloat16"
+    return None
+
+
+def check_supported(model: HookedTransformer, tset: TranscoderSet) -> None:
+    """Raise IngestError unless the model and set fit the local replacement model here."""
+    cfg = model.cfg
+    reason = _unsupported(model)
+    if reason is not None:
+        raise IngestError(f"attribution does not support model '{cfg.model_name}': {reason}")
+    for layer, tc in sorted(tset.transcoders.items()):
+        hooks_ok = tc.cfg.input_hook == f"blocks.{layer}.{INPUT_HOOK}" and (
+            tc.cfg.output_hook == f"blocks.{layer}.{OUTPUT_HOOK}"
+        )
+        if not hooks_ok or not 0 <= layer < cfg.n_layers:
+            raise IngestError(
+                f"transcoder set '{tset.name}' layer {layer} reads '{tc.cfg.input_hook}' and "
+                f"writes '{tc.cfg.output_hook}'; attribution needs blocks.{layer}.{INPUT_HOOK} -> "
+                f"blocks.{layer}.{OUTPUT_HOOK} within the model's {cfg.n_layers} layers"
+            )
+        if tc.cfg.activation != "relu":
+            raise IngestError(f"layer {layer}: attribution needs ReLU transcoders")
+
+
+def _hook_names(model: HookedTransformer) -> set[str]:
+    names = {"blocks.0.hook_resid_pre", "ln_final.hook_scale", "ln_final.hook_normalized"}
+    post = model.cfg.use_normalization_before_and_after
+    for layer in range(model.cfg.n_layers):
+        names |= {f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.{OUTPUT_HOOK}"}
+        names |= {f"blocks.{layer}.ln1.hook_scale", f"blocks.{layer}.ln2.hook_scale"}
+        names.add(f"blocks.{layer}.{INPUT_HOOK}")
+        if post:
+            names.add(f"blocks.{layer}.ln1_post.hook_scale")
+    return names
+
+
+def _run_model(model: HookedTransformer, toks: Tensor, dev: torch.device) -> dict[str, Any]:
+    n, names = model.cfg.n_layers, _hook_names(model)
+    model_dev = next(model.parameters()).device
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(
+            toks[None].to(model_dev), names_filter=lambda name: name in names
+        )
+
+    def get(name: str) -> Tensor:
+        return cache[name][0].to(dev, torch.float32)
+
+    def stack(site: str) -> Tensor:
+        return torch.stack([get(f"blocks.{layer}.{site}") for layer in range(n)])
+
+    attn_scale = stack("ln1.hook_scale")
+    if attn_scale.ndim == 4:  # use_split_qkv_input: one (equal) scale per head
+        attn_scale = attn_scale[:, :, 0]
+    post_scale = torch.ones_like(attn_scale)
+    if model.cfg.use_normalization_before_and_after:
+        post_scale = stack("ln1_post.hook_scale")
+    return {
+        "emb": get("blocks.0.hook_resid_pre"),
+        "pattern": stack("attn.hook_pattern"),
+        "attn_scale": attn_scale,
+        "post_scale": post_scale,
+        "mlp_scale": stack("ln2.hook_scale"),
+        "final_scale": get("ln_final.hook_scale"),
+        "center": model.cfg.normalization_type in ("LN", "LNPre"),
+        "final_center": isinstance(model.ln_final, LayerNorm | LayerNormPre),
+        "parallel": bool(model.cfg.parallel_attn_mlp),
+        "mlp_in": stack(INPUT_HOOK),
+        "mlp_out": stack(OUTPUT_HOOK),
+        "final_in": get("ln_final.hook_normalized"),
+        "logits": logits[0].to(dev, torch.float32),
+    }
+
+
+def _copy_weights(
+    model: HookedTransformer, tset: TranscoderSet, dev: torch.device
+) -> dict[str, Any]:
+    cfg = model.cfg
+
+    def f32(t: Tensor) -> Tensor:
+        return t.detach().to(dev, torch.float32)
+
+    def norm_param(module: torch.nn.Module | None, name: str, fill: float) -> Tensor:
+        value = getattr(module, name, None)
+        if isinstance(value, Tensor):
+            return f32(value)
+        return torch.full((cfg.d_model,), fill, device=dev)
+
+    blocks = list(model.blocks)
+    b_dec_out = torch.zeros(cfg.n_layers, cfg.d_model, device=dev)
+    W_enc, enc_bias = {}, {}
+    for layer, tc in tset.transcoders.items():
+        W_enc[layer] = f32(tc.W_enc)
+        enc_bias[layer] = f32(tc.b_enc) - f32(tc.b_dec) @ W_enc[layer]
+        b_dec_out[layer] = f32(tc.b_dec_out)
+    return {
+        "ln1_w": torch.stack([norm_param(b.ln1, "w", 1.0) for b in blocks]),
+        "ln1_b": torch.stack([norm_param(b.ln1, "b", 0.0) for b in blocks]),
+        "ln1_post_w": torch.stack(
+            [norm_param(getattr(b, "ln1_post", None), "w", 1.0) for b in blocks]
+        ),
+        "lnf_w": norm_param(model.ln_final, "w", 1.0),
+        "lnf_b": norm_param(model.ln_final, "b", 0.0),
+        # attn.W_V / b_V: with grouped-query attention, each key-value head repeated for its
+        # query heads (the property transformer_lens uses for hook_v), so per-head is per query
+        "W_V": torch.stack([f32(b.attn.W_V) for b in blocks]),
+        "b_V": torch.stack([f32(b.attn.b_V) for b in blocks]),
+        "W_O": torch.stack([f32(b.attn.W_O) for b in blocks]),
+        "b_O": torch.stack([f32(b.attn.b_O) for b in blocks]),
+        "W_U": f32(model.W_U),
+        "b_U": f32(model.b_U),
+        "W_enc": W_enc,
+        "enc_bias": enc_bias,
+        "b_dec_out": b_dec_out,
+    }
+
+
+def _active_features(
+    tset: TranscoderSet, mlp_in: Tensor, max_features: int | None, dev: torch.device
+) -> dict[str, Any]:
+    long = torch.zeros(0, dtype=torch.long, device=dev)
+    cols: dict[str, list[Tensor]] = {
+        "feat_layer": [long],
+        "feat_pos": [long],
+        "feat_index": [long],
+        "feat_act": [torch.zeros(0, device=dev)],
+        "feat_dec": [torch.zeros(0, mlp_in.shape[-1], device=dev)],
+    }
+    with torch.no_grad():
+        for layer, tc in sorted(tset.transcoders.items()):
+            z = tc.encode(mlp_in[layer].to(tc.W_enc)).to(dev, torch.float32)
+            pos, idx = torch.nonzero(z > 0, as_tuple=True)
+            cols["feat_layer"].append(torch.full_like(pos, layer))
+            cols["feat_pos"].append(pos)
+            cols["feat_index"].append(idx)
+            cols["feat_act"].append(z[pos, idx])
+            dec = tc.W_dec.detach()[idx.to(tc.W_dec.device)]
+            cols["feat_dec"].append(dec.to(dev, torch.float32))
+    feats = {name: torch.cat(parts) for name, parts in cols.items()}
+    n_active = int(feats["feat_act"].numel())
+    if max_features is not None and n_active > max_features:
+        strength = feats["feat_act"] * feats["feat_dec"].norm(dim=-1)
+        keep = torch.topk(strength, max_features).indices.sort().values  # keeps the order
+        feats = {name: t[keep] for name, t in feats.items()}
+    return {**feats, "n_active": n_active}
