@@ -212,7 +212,9 @@ def _read_hf_config(path: Path) -> dict[str, Any]:
 
 def _load_hf_model(path: Path, dtype: torch.dtype) -> Any:
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar is not the user's progress
     try:
         with _quiet():
             return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)

@@ -7,6 +7,7 @@ What transformer_lens 3.9 records, and where (blocks.L. prefix omitted):
     attn.hook_pattern       after rotary, q/k norms, soft-capping, masks and local windows
     ln1_post.hook_scale     Gemma's post-attention RMSNorm, inside hook_attn_out
     ln2.hook_scale, ln2.hook_normalized   the MLP input, before ln2's w and b
+    hook_mlp_in             the residual ln2 reads (filled only with `use_hook_mlp_in`)
     hook_mlp_out            after Gemma's ln2_post: what the MLP adds to the residual stream
     ln_final.hook_scale, ln_final.hook_normalized   before ln_final's w and b
 The glossary of dimension names is in frozen.py.
@@ -32,6 +33,7 @@ from circuitcat.ingest.transcoders.transcoder import TranscoderSet
 
 NORMS = ("LN", "LNPre", "RMS", "RMSPre")
 INPUT_HOOK = "ln2.hook_normalized"
+RAW_INPUT_HOOK = "hook_mlp_in"  # the residual before ln2 (Gemma Scope 2 transcoders)
 OUTPUT_HOOK = "hook_mlp_out"
 
 
@@ -60,7 +62,7 @@ def freeze(
     toks = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
     if toks.numel() == 0:
         raise IngestError("attribution needs a prompt of at least one token")
-    run = _run_model(ht, toks, dev)
+    run = _run_model(ht, toks, dev, _raw_input_layers(tset))
     weights = _copy_weights(ht, tset, dev)
     feats = _active_features(tset, run["mlp_in"], max_features, dev)
     errors = run["mlp_out"] - weights["b_dec_out"][:, None, :]
@@ -98,17 +100,28 @@ def check_supported(model: HookedTransformer, tset: TranscoderSet) -> None:
     if reason is not None:
         raise IngestError(f"attribution does not support model '{cfg.model_name}': {reason}")
     for layer, tc in sorted(tset.transcoders.items()):
-        hooks_ok = tc.cfg.input_hook == f"blocks.{layer}.{INPUT_HOOK}" and (
+        inputs = (f"blocks.{layer}.{INPUT_HOOK}", f"blocks.{layer}.{RAW_INPUT_HOOK}")
+        hooks_ok = tc.cfg.input_hook in inputs and (
             tc.cfg.output_hook == f"blocks.{layer}.{OUTPUT_HOOK}"
         )
         if not hooks_ok or not 0 <= layer < cfg.n_layers:
             raise IngestError(
                 f"transcoder set '{tset.name}' layer {layer} reads '{tc.cfg.input_hook}' and "
-                f"writes '{tc.cfg.output_hook}'; attribution needs blocks.{layer}.{INPUT_HOOK} -> "
-                f"blocks.{layer}.{OUTPUT_HOOK} within the model's {cfg.n_layers} layers"
+                f"writes '{tc.cfg.output_hook}'; attribution needs blocks.{layer}.{INPUT_HOOK} "
+                f"(or {RAW_INPUT_HOOK}) -> blocks.{layer}.{OUTPUT_HOOK} within the model's "
+                f"{cfg.n_layers} layers"
             )
         if tc.cfg.activation != "relu":
             raise IngestError(f"layer {layer}: attribution needs ReLU transcoders")
+
+
+def _raw_input_layers(tset: TranscoderSet) -> set[int]:
+    """Layers whose transcoder reads the raw residual (`hook_mlp_in`), not ln2's output."""
+    return {
+        layer
+        for layer, tc in tset.transcoders.items()
+        if tc.cfg.input_hook.endswith(RAW_INPUT_HOOK)
+    }
 
 
 def _hook_names(model: HookedTransformer) -> set[str]:
@@ -123,8 +136,13 @@ def _hook_names(model: HookedTransformer) -> set[str]:
     return names
 
 
-def _run_model(model: HookedTransformer, toks: Tensor, dev: torch.device) -> dict[str, Any]:
-    n, names = model.cfg.n_layers, _hook_names(model)
+def _run_model(
+    model: HookedTransformer, toks: Tensor, dev: torch.device, raw: set[int]
+) -> dict[str, Any]:
+    n, names = (
+        model.cfg.n_layers,
+        _hook_names(model) | {f"blocks.{layer}.{RAW_INPUT_HOOK}" for layer in raw},
+    )
     model_dev = next(model.parameters()).device
     with torch.no_grad():
         logits, cache = model.run_with_cache(
@@ -140,6 +158,10 @@ def _run_model(model: HookedTransformer, toks: Tensor, dev: torch.device) -> dic
     attn_scale = stack("ln1.hook_scale")
     if attn_scale.ndim == 4:  # use_split_qkv_input: one (equal) scale per head
         attn_scale = attn_scale[:, :, 0]
+    mlp_in, mlp_scale = stack(INPUT_HOOK), stack("ln2.hook_scale")
+    for layer in raw:  # hook_mlp_in readers: the residual itself, scale 1
+        mlp_in[layer] = get(f"blocks.{layer}.{RAW_INPUT_HOOK}")
+        mlp_scale[layer] = 1.0
     post_scale = torch.ones_like(attn_scale)
     if model.cfg.use_normalization_before_and_after:
         post_scale = stack("ln1_post.hook_scale")
@@ -148,12 +170,13 @@ def _run_model(model: HookedTransformer, toks: Tensor, dev: torch.device) -> dic
         "pattern": stack("attn.hook_pattern"),
         "attn_scale": attn_scale,
         "post_scale": post_scale,
-        "mlp_scale": stack("ln2.hook_scale"),
+        "mlp_scale": mlp_scale,
         "final_scale": get("ln_final.hook_scale"),
         "center": model.cfg.normalization_type in ("LN", "LNPre"),
         "final_center": isinstance(model.ln_final, LayerNorm | LayerNormPre),
         "parallel": bool(model.cfg.parallel_attn_mlp),
-        "mlp_in": stack(INPUT_HOOK),
+        "mlp_normalized": torch.tensor([layer not in raw for layer in range(n)], device=dev),
+        "mlp_in": mlp_in,
         "mlp_out": stack(OUTPUT_HOOK),
         "final_in": get("ln_final.hook_normalized"),
         "logits": logits[0].to(dev, torch.float32),

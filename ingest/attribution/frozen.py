@@ -76,7 +76,10 @@ class FrozenPrompt:
     center: bool  # block norms: LayerNorm (True) or RMSNorm (False)
     final_center: bool  # ln_final: LayerNorm (True) or RMSNorm (False, e.g. `final_rms`)
     parallel: bool  # parallel_attn_mlp: ln2 reads resid_pre
-    mlp_in: Float[Tensor, "n_layers pos d_model"]  # blocks.L.ln2.hook_normalized
+    # per layer: the transcoder reads ln2's normalised input (False: the raw residual,
+    # `hook_mlp_in`, which Gemma Scope 2 sets read; its mlp_scale is then 1)
+    mlp_normalized: Bool[Tensor, " n_layers"]
+    mlp_in: Float[Tensor, "n_layers pos d_model"]  # the transcoders' input hook
     mlp_out: Float[Tensor, "n_layers pos d_model"]  # blocks.L.hook_mlp_out
     final_in: Float[Tensor, "pos d_model"]  # ln_final.hook_normalized
     logits: Float[Tensor, "pos d_vocab"]
@@ -124,7 +127,9 @@ class FrozenPrompt:
 
     def center_at(self, site: int) -> bool:
         """Whether the normalisation read by a row at `site` centres its input."""
-        return self.final_center if site == self.n_layers else self.center
+        if site == self.n_layers:
+            return self.final_center
+        return self.center and bool(self.mlp_normalized[site])
 
 
 @dataclass(frozen=True)
@@ -238,7 +243,8 @@ def _normalize_rows(
     """x normalised as each row's site normalises (ln2, or ln_final for final rows)."""
     scale = torch.cat([fp.mlp_scale, fp.final_scale[None]])[rows.site, rows.pos]
     is_final = rows.site == fp.n_layers
-    center: Bool[Tensor, " rows"] = (is_final & fp.final_center) | (~is_final & fp.center)
+    block = fp.mlp_normalized[rows.site.clamp(max=fp.n_layers - 1)] & fp.center
+    center: Bool[Tensor, " rows"] = (is_final & fp.final_center) | (~is_final & block)
     centred = torch.where(center[:, None], x - x.mean(-1, keepdim=True), x)
     return centred / scale
 

@@ -1,0 +1,273 @@
+"""Real formats, end to end: model folders saved by `transformers` and transcoder sets saved by
+SAELens and circuit-tracer (tests/fixtures/make_real_formats.py wrote them with the libraries'
+own code; MANIFEST.json lists every set).
+
+For every (family x layout) a user would pair:
+- activations equal the library's own `encode` on the same inputs, and on the model's own MLP
+  input (captured from the Hugging Face model) after loading through transformer_lens;
+- the CLI runs register -> features -> weights -> prompts -> circuit find -> circuit verify, with
+  `register` run from the fixtures folder with relative paths and every later job from another
+  folder, naming neither the model nor the transcoders;
+- per family, the prompt graph is complete and its edges match ablations of the frozen model.
+Kinds this release does not support are refused at `register` with one line, writing nothing.
+docs/ingest-your-model.md carries the support matrix this file renders from the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from circuitcat.catalog import open_store
+from circuitcat.cli.main import app
+from circuitcat.ingest.attribution import LogitTarget, attribute, freeze, frozen_forward
+from circuitcat.ingest.attribution.frozen import readout
+from circuitcat.ingest.attribution.graph import destination_rows
+from circuitcat.ingest.inputs import load_pair
+from circuitcat.ingest.transcoders.load import load_transcoders
+
+from .test_attribution import ablate, assert_complete, destinations, pick_edges
+
+FIXTURES = Path(__file__).parent / "fixtures" / "real_formats"
+MANIFEST = json.loads((FIXTURES / "MANIFEST.json").read_text())
+MODELS = {m["family"]: m for m in MANIFEST["models"]}
+SETS = MANIFEST["transcoder_sets"]
+SUPPORTED = [s for s in SETS if s["loads_as"]["supported_today"]]
+# circuit-tracer writes no marker for TopK (its files equal a ReLU set's; its own loader reads
+# them back as ReLU), so files alone cannot be refused: docs/ingest-your-model.md says so.
+UNMARKED = [s for s in SETS if s["kind"] == "topk" and s["layout"].startswith("circuit-tracer")]
+REFUSED = [s for s in SETS if not s["loads_as"]["supported_today"] and s not in UNMARKED]
+FAMILIES = list(MODELS)
+DOC = Path(__file__).parents[1] / "docs" / "ingest-your-model.md"
+JOBS = ("register", "features", "weights", "prompts", "circuit find", "circuit verify")
+
+CORPUS = "\n".join(
+    [
+        "the war lasted from the year 17 32 to the year 17 50 .",
+        "it began in the year 18 05 and ended in the year 18 12 .",
+        "the war was a war of the year 17 80 , and it ended .",
+        "in the year 19 14 a war began , and in the year 19 18 it ended .",
+    ]
+    * 3
+)
+TASK = [
+    {"prompt": "the war lasted from the year 17 32 to the year 17", "correct": ["50", "60"],
+     "incorrect": ["10", "20"]},
+    {"prompt": "it began in the year 18 80 and ended in the year 18", "correct": ["90"],
+     "incorrect": ["70"]},
+]  # fmt: skip
+# Qwen's tokenizer splits numbers into digits, as the real one does: answer with one digit
+DIGIT_TASK = [{**row, "correct": ["5"], "incorrect": ["1"]} for row in TASK]
+DIGIT_FAMILIES = ("qwen2",)
+
+
+def set_id(s: dict[str, Any]) -> str:
+    return f"{s['family']}-{s['layout']}"
+
+
+def model_dir(s: dict[str, Any]) -> Path:
+    return FIXTURES / MODELS[s["family"]]["path"]
+
+
+def references(s: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return load_file(str(FIXTURES / s["reference"]))
+
+
+# --------------------------------------------------------------------------------------------
+# activations against the libraries' own encode
+
+
+@pytest.mark.parametrize("tset_info", SUPPORTED, ids=set_id)
+def test_same_inputs_give_the_library_activations(tset_info: dict[str, Any]) -> None:
+    ref, tset = references(tset_info), load_transcoders(FIXTURES / tset_info["path"])
+    for layer in tset.layers:
+        ours = tset[layer].encode(ref[f"x.{layer}"].float())
+        torch.testing.assert_close(ours, ref[f"acts.{layer}"].float(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("tset_info", SUPPORTED, ids=set_id)
+def test_activations_through_the_model_match_the_library(tset_info: dict[str, Any]) -> None:
+    """The model loaded through transformer_lens with the processing the set records: the
+    transcoders' input hook, encoded by us, equals the library's encode of the HF model's own
+    MLP input."""
+    ref = references(tset_info)
+    loaded, tset = load_pair(str(model_dir(tset_info)), str(FIXTURES / tset_info["path"]))
+    tokens = load_file(str(FIXTURES / MODELS[tset_info["family"]]["reference"]))["tokens"]
+    hooks = {tset[layer].cfg.input_hook for layer in tset.layers}
+    with torch.no_grad():
+        _, cache = loaded.model.run_with_cache(
+            tokens.reshape(1, -1), names_filter=hooks.__contains__
+        )
+    for layer in tset.layers:
+        ours = tset[layer].encode(cache[tset[layer].cfg.input_hook][0])
+        theirs = ref[f"acts_model.{layer}"].float().reshape(ours.shape)
+        assert (ours - theirs).abs().max().item() < 1e-4, f"layer {layer}"
+        assert (theirs > 0).any(), "the fixture should activate some features"
+
+
+# --------------------------------------------------------------------------------------------
+# the documented jobs through the CLI, as a user runs them
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, f"{' '.join(args)}\n{result.output}"
+    return result.output
+
+
+@pytest.fixture
+def user_files(tmp_path: Path, tset_info: dict[str, Any]) -> Path:
+    task = DIGIT_TASK if tset_info["family"] in DIGIT_FAMILIES else TASK
+    (tmp_path / "corpus.txt").write_text(CORPUS)
+    (tmp_path / "task.jsonl").write_text("\n".join(json.dumps(row) for row in task))
+    (tmp_path / "elsewhere").mkdir()
+    return tmp_path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tset_info", SUPPORTED, ids=set_id)
+def test_every_job_runs_from_the_registered_set(
+    tset_info: dict[str, Any], user_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = str(user_files / "catalog")
+    monkeypatch.chdir(FIXTURES)  # relative paths, as a user types them
+    out = invoke(
+        "ingest", "register", MODELS[tset_info["family"]]["path"],
+        "--transcoders", tset_info["path"], "--device", "cpu", "--store", store,
+    )  # fmt: skip
+    assert "registered:" in out
+    monkeypatch.chdir(user_files / "elsewhere")  # every later job from another folder
+    common = ["--store", store, "--device", "cpu"]
+    out = invoke("ingest", "features", "--corpus", "../corpus.txt", "--batch-size", "4", *common)
+    assert "live features" in out
+    assert "VIRTUAL_WEIGHT" in invoke("ingest", "weights", *common)
+    task = ["--task", "t", "--prompts", "../task.jsonl"]
+    assert "2 written" in invoke("ingest", "prompts", *task, *common)
+    assert "features" in invoke("circuit", "find", "--task", "t", "--top-n", "5", "--store", store)
+    out = invoke("circuit", "verify", "t", "--prompts", "../task.jsonl", "--draws", "2", *common)
+    assert "circuit (" in out
+    with open_store(store) as s:
+        (row,) = s.query("transcoder_sets")
+        assert Path(row["source"]).is_absolute()
+        n = s.run_cypher("MATCH ()-[r:ATTRIBUTES]->() RETURN count(r)").rows[0][0]
+        assert n > 0
+
+
+def test_a_moved_model_folder_is_one_clear_line(tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "gpt2"
+    shutil.copytree(FIXTURES / "models" / "gpt2", folder)
+    store = str(tmp_path / "catalog")
+    tc = str(FIXTURES / "transcoders" / "gpt2" / "circuit-tracer")
+    invoke("ingest", "register", str(folder), "--transcoders", tc, "--store", store)
+    shutil.move(folder, tmp_path / "moved")
+    result = CliRunner().invoke(app, ["ingest", "weights", "--store", store])
+    assert result.exit_code == 1
+    assert "gone: pass its new place with --model PATH" in result.output
+    assert "Traceback" not in result.output
+    out = invoke("ingest", "weights", "--store", store, "--model", str(tmp_path / "moved"))
+    assert "VIRTUAL_WEIGHT" in out
+
+
+def test_forcing_other_processing_than_the_set_records_is_refused(tmp_path: Path) -> None:
+    tc = str(FIXTURES / "transcoders" / "gpt2" / "saelens")
+    args = ["ingest", "register", str(FIXTURES / "models" / "gpt2"), "--transcoders", tc]
+    result = CliRunner().invoke(app, [*args, "--processing", "default", "--store", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "Drop --processing" in result.output and result.output.count("\n") <= 3
+
+
+# --------------------------------------------------------------------------------------------
+# attribution on each family's real fixture
+
+
+def family_set(family: str) -> dict[str, Any]:
+    return next(s for s in SUPPORTED if s["family"] == family and s["layout"] == "saelens")
+
+
+ATTRIBUTION_CASES = [family_set(f) for f in FAMILIES] + [
+    s for s in SUPPORTED if s["layout"] == "saelens-mlp-in"
+]
+
+
+@pytest.mark.parametrize("tset_info", ATTRIBUTION_CASES, ids=set_id)
+def test_attribution_is_complete_and_matches_ablation(tset_info: dict[str, Any]) -> None:
+    loaded, tset = load_pair(str(model_dir(tset_info)), str(FIXTURES / tset_info["path"]))
+    tokens = load_file(str(FIXTURES / MODELS[tset_info["family"]]["reference"]))["tokens"]
+    tokens = tokens.reshape(-1)
+    targets = [LogitTarget(int(tokens[-1]))]
+    graph = attribute(loaded, tset, tokens, targets, batch_size=32)
+    completeness = assert_complete(graph)
+    fp = freeze(loaded, tset, tokens)
+    rows = destination_rows(fp, graph.targets)
+    row_of = {int(n): i for i, n in enumerate(destinations(graph))}
+    base = readout(fp, rows, frozen_forward(fp))
+    worst = 0.0
+    for e in pick_edges(graph):
+        src, dst = int(graph.src[e]), int(graph.dst[e])
+        changed = readout(fp, rows, frozen_forward(fp, **ablate(fp, graph, src)))
+        delta = (base - changed)[row_of[dst]].item()
+        worst = max(worst, abs(delta - graph.w[e].item()) / max(1.0, abs(delta)))
+    print(f"\n{set_id(tset_info):24s} completeness {completeness:.1e} ablation {worst:.1e}")
+    assert worst < 1e-4
+
+
+# --------------------------------------------------------------------------------------------
+# kinds for a later release: one clear line, nothing written
+
+
+@pytest.mark.parametrize("tset_info", REFUSED, ids=set_id)
+def test_unsupported_kinds_are_refused_at_register(
+    tset_info: dict[str, Any], tmp_path: Path
+) -> None:
+    store = str(tmp_path / "catalog")
+    args = ["ingest", "register", str(model_dir(tset_info)), "--transcoders"]
+    result = CliRunner().invoke(app, [*args, str(FIXTURES / tset_info["path"]), "--store", store])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error:") and "not supported yet" in result.output
+    assert "Traceback" not in result.output
+    with open_store(store) as s:
+        assert s.query("transcoder_sets") == []
+
+
+# --------------------------------------------------------------------------------------------
+# the support matrix in the docs
+
+
+def support_matrix() -> str:
+    """The docs table: one row per set in the manifest, what loads and what is refused."""
+    lines = [
+        "| family | layout | library | kind | " + " | ".join(JOBS) + " |",
+        "|---|---|---|---|" + "---|" * len(JOBS),
+    ]
+    for s in SETS:
+        model = MODELS[s["family"]]["class"]
+        if s["loads_as"]["supported_today"]:
+            marks = ["yes"] * len(JOBS)
+        elif s in UNMARKED:
+            marks = ["loads as ReLU (no TopK marker in the files)"] + ["-"] * (len(JOBS) - 1)
+        else:
+            marks = ["refused"] + ["-"] * (len(JOBS) - 1)
+        lines.append(
+            f"| {s['family']} (`{model}`) | {s['layout']} | {s['library']} "
+            f"{s['library_version']} | {s['kind']} | " + " | ".join(marks) + " |"
+        )
+    return "\n".join(lines)
+
+
+def test_docs_carry_the_support_matrix() -> None:
+    text = DOC.read_text()
+    match = re.search(r"<!-- support-matrix -->\n(.*?)\n<!-- /support-matrix -->", text, re.S)
+    expected = support_matrix()
+    assert match is not None and match.group(1) == expected, (
+        "docs/ingest-your-model.md's support matrix is stale; put this between the "
+        f"<!-- support-matrix --> markers:\n{expected}"
+    )
