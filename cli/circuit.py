@@ -57,8 +57,8 @@ def find(
     an earlier one of the same name."""
     from circuitcat.ingest.circuits import find_circuit
 
-    with open_store(store) as s:
-        r = find_circuit(s, task, set_uid, name=name, top_n=top_n, threshold=threshold)
+    with open_store(store) as catalog:
+        r = find_circuit(catalog, task, set_uid, name=name, top_n=top_n, threshold=threshold)
     if fmt is not Format.table:
         typer.echo(json.dumps(asdict(r), indent=2))
         return
@@ -118,12 +118,12 @@ def show(
     """Print a circuit as stored: features, heads and strongest paths.
 
     Features with layer, index, score, the answers of the prompts they work on (for
-    greater-than the start years YY) and top logits; heads; token -> feature(s) -> target
+    greater-than the start years YY) and top logits; heads; token -> feature(catalog) -> target
     paths. json: everything; jsonl and csv: the features."""
     from circuitcat.ingest.circuits import show_circuit
 
-    with open_store(store) as s:
-        view = show_circuit(s, name, set_uid, task, limit)
+    with open_store(store) as catalog:
+        view = show_circuit(catalog, name, set_uid, task, limit)
     if fmt is Format.table:
         typer.echo(_show_tables(view))
     elif fmt is Format.json:
@@ -179,14 +179,14 @@ def verify(
     from .ingest import load_inputs
 
     dev = pick_device(device)
-    with open_store(store) as s:
-        set_uid = set_uid or (set_uid_for_name(s, set_name) if set_name else None)
-        loaded, tset = load_inputs(s, set_uid, model, transcoders, dev, threads)
+    with open_store(store) as catalog:
+        set_uid = set_uid or (set_uid_for_name(catalog, set_name) if set_name else None)
+        loaded, tset = load_inputs(catalog, set_uid, model, transcoders, dev, threads)
         set_uid = transcoder_set_uid(model_uid(loaded.name), tset.name)
-        task_name = get_circuit(s, name, set_uid)["task"]
+        task_name = get_circuit(catalog, name, set_uid)["task"]
         task = load_task(task_name, loaded.model.tokenizer, n=n, seed=seed, prompts=prompts)
-        result = verify_circuit(s, loaded, tset, task, name, n_random=draws)
-        curve = circuit_curve(s, loaded, tset, task, name) if plot else None
+        result = verify_circuit(catalog, loaded, tset, task, name, n_random=draws)
+        curve = circuit_curve(catalog, loaded, tset, task, name) if plot else None
     if curve is not None and plot is not None:
         plot_curve(curve, plot, f"{name}: {task.metric} vs circuit size")
     out = result.as_dict()
@@ -214,9 +214,11 @@ def render_command(
 
     from .render import render_circuit
 
-    with open_store(store) as s:
-        circuit = get_circuit(s, name, set_uid, task)
-        path = render_circuit(s, circuit["uid"], out, f"{name} ({circuit['set_uid']})", per_layer)
+    with open_store(store) as catalog:
+        circuit = get_circuit(catalog, name, set_uid, task)
+        path = render_circuit(
+            catalog, circuit["uid"], out, f"{name} ({circuit['set_uid']})", per_layer
+        )
     typer.echo(f"wrote {path}")
 
 
@@ -234,7 +236,7 @@ def export(
     from circuitcat.catalog.export import circuit_graph, write_graph
     from circuitcat.ingest.circuits import get_circuit
 
-    with open_store(store) as s:
-        graph = circuit_graph(s, get_circuit(s, name, set_uid, task)["uid"])
+    with open_store(store) as catalog:
+        graph = circuit_graph(catalog, get_circuit(catalog, name, set_uid, task)["uid"])
     path = write_graph(graph, out)
     typer.echo(f"wrote {path}: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")

@@ -67,9 +67,11 @@ def demo(
     from circuitcat.ingest.demo import run_demo
 
     torch.set_num_threads(threads)  # one thread is fastest on small models and busy cores
-    with open_store(store) as s, err_console.status("starting") as status:
-        report = run_demo(s, n_prompts=n_prompts, step=lambda n: status.update(STAGES[n]))
-        picture = render_circuit(s, report.circuit.uid, out, "greater-than circuit, toy-years")
+    with open_store(store) as catalog, err_console.status("starting") as status:
+        report = run_demo(catalog, n_prompts=n_prompts, step=lambda n: status.update(STAGES[n]))
+        picture = render_circuit(
+            catalog, report.circuit.uid, out, "greater-than circuit, toy-years"
+        )
     _summary(Console(), report, picture)
 
 

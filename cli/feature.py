@@ -30,14 +30,14 @@ def show(
 ) -> None:
     """Print a feature's statistics, activation histogram, top activating contexts (activating
     tokens highlighted), the logits it promotes and the features it reads from."""
-    with open_store(store) as s:
-        rows = s.query("feature", uid=uid)
+    with open_store(store) as catalog:
+        rows = catalog.query("feature", uid=uid)
         if not rows:
             raise QueryError(
                 f"no feature {uid!r} in the catalog; list some with `circuitcat "
                 "query named features_in_layer -p set_uid=SET -p layer=0 -p limit=10`"
             )
-        sources = s.query("feature_sources", uid=uid, limit=limit)
+        sources = catalog.query("feature_sources", uid=uid, limit=limit)
     f = rows[0]
     if fmt is not Format.table:
         typer.echo(json.dumps({**f, "sources": sources}, indent=2, default=str))

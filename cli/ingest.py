@@ -74,12 +74,12 @@ def register(
         allow_pickle=allow_pickle,
     )
     tset.name = set_name(name) if name else tset.name
-    with open_store(store) as s:
-        report = register_job(s, loaded, tset)
+    with open_store(store) as catalog:
+        report = register_job(catalog, loaded, tset)
     verb = "already registered" if report.already_registered else "registered"
     typer.echo(
         f"{verb}: {report.set_uid} ({report.n_features} features, {report.n_tokens} "
-        f"tokens, {report.n_heads} heads) in {s.uri}"
+        f"tokens, {report.n_heads} heads) in {catalog.uri}"
     )
 
 
@@ -133,11 +133,11 @@ def features(
     from circuitcat.ingest.features import run_features
 
     dev = pick_device(device)
-    with open_store(store) as s, _token_progress() as progress:
-        loaded, tset = load_inputs(s, set_uid, model, transcoders, dev, threads, allow_pickle)
+    with open_store(store) as catalog, _token_progress() as progress:
+        loaded, tset = load_inputs(catalog, set_uid, model, transcoders, dev, threads, allow_pickle)
         source = open_corpus(corpus, n_docs=n_docs, n_ctx=ctx or loaded.model.cfg.n_ctx)
         stats = run_features(
-            s,
+            catalog,
             loaded,
             tset,
             source,
@@ -176,12 +176,14 @@ def weights(
     from circuitcat.ingest.weights_job import WeightsParams, count_units, run_weights
 
     params = WeightsParams(top_k, heads_per_feature, top_k_tokens, top_k_logits)
-    with open_store(store) as s:
-        loaded, tset = load_inputs(s, set_uid, model, transcoders, pick_device(device), threads)
+    with open_store(store) as catalog:
+        loaded, tset = load_inputs(
+            catalog, set_uid, model, transcoders, pick_device(device), threads
+        )
         with progress_bar() as bar:
             task = bar.add_task("weights", total=count_units(tset))
             report = run_weights(
-                s, loaded, tset, params, lambda unit, done: bar.update(task, completed=done)
+                catalog, loaded, tset, params, lambda unit, done: bar.update(task, completed=done)
             )
     edges = ", ".join(f"{n:,} {rel}" for rel, n in sorted(report.edges.items()))
     note = "" if report.scaled else " (unscaled: run `ingest features` first for LN scales)"
@@ -252,9 +254,9 @@ def prompts(
     from circuitcat.ingest.prompts import PromptParams, load_task, parse_method, run_prompts
 
     dev = pick_device(device)
-    with open_store(store) as s:
-        set_uid = set_uid or (set_uid_for_name(s, name) if name else None)
-        loaded, tset = load_inputs(s, set_uid, model, transcoders, dev, threads)
+    with open_store(store) as catalog:
+        set_uid = set_uid or (set_uid_for_name(catalog, name) if name else None)
+        loaded, tset = load_inputs(catalog, set_uid, model, transcoders, dev, threads)
         spec = load_task(task, loaded.model.tokenizer, n=n, seed=seed, prompts=prompts_file)
         params = PromptParams(
             method=parse_method(method),
@@ -262,12 +264,12 @@ def prompts(
             branches=branches, max_features=max_features, heads=heads, split_edges=split_edges,
         )  # fmt: skip
         with _count_progress("prompts") as progress:
-            r = run_prompts(s, loaded, tset, spec, params, progress=progress)
+            r = run_prompts(catalog, loaded, tset, spec, params, progress=progress)
     typer.echo(
         f"prompts: {r.task} on {r.set_uid}: {r.written} written, {r.skipped} already stored; "
         f"{r.edges:,} ATTRIBUTES rows, {r.features_per_prompt:.0f} features/prompt kept; mean "
         f"{spec.metric} {r.metric_mean:.3f}; {r.seconds:.1f} s (attribution "
-        f"{r.timings['attribute']:.1f} s, writing {r.timings['write']:.1f} s)"
+        f"{r.timings['attribute']:.1f} catalog, writing {r.timings['write']:.1f} catalog)"
     )
 
 

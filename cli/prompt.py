@@ -30,8 +30,10 @@ def list_prompts(
     """The task's prompts with a fully stored attribution graph: uid, text, answer, metric."""
     from circuitcat.ingest.circuits import pick_set
 
-    with open_store(store) as s:
-        rows = s.query("attributed_prompts", set_uid=pick_set(s, task, set_uid), task=task)
+    with open_store(store) as catalog:
+        rows = catalog.query(
+            "attributed_prompts", set_uid=pick_set(catalog, task, set_uid), task=task
+        )
     columns = ["uid", "text", "answer", "metric_value"]
     typer.echo(render(columns, [[r[c] for c in columns] for r in rows[:limit]], format))
 
@@ -64,7 +66,7 @@ def export(
     feature's activation and every node's cumulative influence on the target."""
     from circuitcat.catalog.graph_json import prompt_graph_json, write_graph_json
 
-    with open_store(store) as s:
-        graph = prompt_graph_json(s, prompt, set_uid, slug=slug, scan=scan)
+    with open_store(store) as catalog:
+        graph = prompt_graph_json(catalog, prompt, set_uid, slug=slug, scan=scan)
     path = write_graph_json(graph, out)
     typer.echo(f"wrote {path}: {len(graph.nodes)} nodes, {len(graph.links)} links")

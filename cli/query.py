@@ -32,8 +32,8 @@ def cypher(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Run a Cypher query. Read-only unless --write is given."""
-    with open_store(store) as s:
-        result = s.run_cypher(query, parse_params(param), write=write)
+    with open_store(store) as catalog:
+        result = catalog.run_cypher(query, parse_params(param), write=write)
     typer.echo(render(result.columns, result.rows, fmt))
 
 
@@ -46,8 +46,8 @@ def named(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Run one of circuitcat's named queries with parameters."""
-    with open_store(store) as s:
-        records = s.query(name, **parse_params(param))
+    with open_store(store) as catalog:
+        records = catalog.query(name, **parse_params(param))
     columns = list(records[0]) if records else []
     typer.echo(render(columns, [list(r.values()) for r in records], fmt))
 

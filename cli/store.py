@@ -20,16 +20,16 @@ app = typer.Typer(
 @handle_errors
 def init(store: StoreOption = None) -> None:
     """Create the catalog's schema (tables or constraints and indexes); safe to run again."""
-    with open_store(store) as s:
-        typer.echo(f"catalog ready: {s.uri} ({s.backend})")
+    with open_store(store) as catalog:
+        typer.echo(f"catalog ready: {catalog.uri} ({catalog.backend})")
 
 
 @app.command("info")
 @handle_errors
 def info(store: StoreOption = None, fmt: FormatOption = Format.table) -> None:
     """Show the store's URI and version and the count of each node and relationship kind."""
-    with open_store(store) as s:
-        i = s.info()
+    with open_store(store) as catalog:
+        i = catalog.info()
     rows = [["node", k, n] for k, n in i.nodes.items()]
     rows += [["relationship", k, n] for k, n in i.relationships.items()]
     if fmt is Format.table:
