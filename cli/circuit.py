@@ -23,10 +23,11 @@ from .common import (
     StoreOption,
     ThreadsOption,
     TranscodersOption,
+    err_console,
     handle_errors,
     pick_device,
 )
-from .output import Format, render
+from .output import Format, render, render_record
 
 app = typer.Typer(
     help="Circuits: aggregate a task's prompt graphs into a circuit, show it, verify it.",
@@ -59,8 +60,11 @@ def find(
 
     with open_store(store) as catalog:
         r = find_circuit(catalog, task, set_uid, name=name, top_n=top_n, threshold=threshold)
-    if fmt is not Format.table:
-        typer.echo(json.dumps(asdict(r), indent=2))
+    if fmt is Format.json:
+        typer.echo(render_record(asdict(r), fmt))
+        return
+    if fmt is not Format.table:  # jsonl, csv: the strongest features
+        typer.echo(render(["feature", "score"], [list(t) for t in r.top], fmt))
         return
     typer.echo(
         f"circuit {r.name!r} ({r.uid}): {r.n_features} features of {r.n_live} live "
@@ -185,15 +189,20 @@ def verify(
         set_uid = transcoder_set_uid(model_uid(loaded.name), tset.name)
         task_name = get_circuit(catalog, name, set_uid)["task"]
         task = load_task(task_name, loaded.model.tokenizer, n=n, seed=seed, prompts=prompts)
-        result = verify_circuit(catalog, loaded, tset, task, name, n_random=draws)
-        curve = circuit_curve(catalog, loaded, tset, task, name) if plot else None
+        what = f"scoring {len(task.prompts)} prompts: model, transcoders, circuit, {draws} random"
+        with err_console.status(what):
+            result = verify_circuit(catalog, loaded, tset, task, name, n_random=draws)
+        curve = None
+        if plot:
+            with err_console.status(f"metric vs circuit size on {len(task.prompts)} prompts"):
+                curve = circuit_curve(catalog, loaded, tset, task, name)
     if curve is not None and plot is not None:
         plot_curve(curve, plot, f"{name}: {task.metric} vs circuit size")
     out = result.as_dict()
     if fmt is Format.table:
         typer.echo(_verify_table(out) + (f"\ncurve: {plot}" if plot else ""))
     else:
-        typer.echo(json.dumps({**out, **({"curve": curve.as_dict()} if curve else {})}, indent=2))
+        typer.echo(render_record({**out, **({"curve": curve.as_dict()} if curve else {})}, fmt))
 
 
 @app.command("render")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 import typer
@@ -12,35 +13,73 @@ from rich.text import Text
 from circuitcat.catalog import open_store
 from circuitcat.catalog.errors import QueryError
 
-from .common import FormatOption, StoreOption, handle_errors
-from .output import Format
+from .common import FormatOption, SetOption, StoreOption, handle_errors
+from .output import Format, render_record
 
 app = typer.Typer(help="Look at single features.", no_args_is_help=True)
 
 BARS = " ▁▂▃▄▅▆▇█"
 
 
+SHORT_UID = re.compile(r"L(\d+)/(\d+)")
+
+
+def _resolve_uid(catalog: Any, uid: str, set_uid: str | None) -> str:
+    """A full feature uid; the short form `L0/156` (as `circuit show` prints) is completed with
+    --set or the catalog's only transcoder set."""
+    if not SHORT_UID.fullmatch(uid):
+        return uid
+    sets = [str(r["uid"]) for r in catalog.query("transcoder_sets")]
+    if set_uid is None and len(sets) != 1:
+        raise QueryError(
+            f"{uid!r} is a short feature uid and the catalog has {len(sets)} transcoder sets "
+            f"({', '.join(sets) or 'none'}): pass --set SET or the full uid SET/{uid}"
+        )
+    return f"{set_uid or sets[0]}/{uid}"
+
+
+def _missing(uid: str) -> QueryError:
+    match = re.search(r"^(.*)/L(\d+)/\d+$", uid)
+    set_uid, layer = (match.group(1), match.group(2)) if match else ("SET", "0")
+    return QueryError(
+        f"no feature {uid!r} in the catalog; list some with `circuitcat query named "
+        f"features_in_layer -p set_uid={set_uid} -p layer={layer} -p limit=10`"
+    )
+
+
+def _as_record(f: dict[str, Any], sources: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """The feature with its JSON-string fields parsed and lists cut to k entries."""
+    contexts = json.loads(f["top_contexts"] or "[]")[:k]
+    logits = json.loads(f["top_logits"] or "[]")
+    ups = [x for x in logits if x["w"] > 0][:k]
+    downs = [x for x in logits if x["w"] < 0][:k]
+    return {**f, "top_contexts": contexts, "top_logits": ups + downs, "sources": sources[:k]}
+
+
 @app.command("show")
 @handle_errors
 def show(
-    uid: Annotated[str, typer.Argument(help="Feature uid, e.g. toy-years/tc-v1/L0/156.")],
+    uid: Annotated[
+        str, typer.Argument(help="Feature uid, e.g. toy-years/tc-v1/L0/156, or L0/156 with --set.")
+    ],
     limit: Annotated[int, typer.Option(help="Contexts, logits and inputs shown.")] = 8,
+    set_uid: SetOption = None,
     store: StoreOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Print a feature's statistics, activation histogram, top activating contexts (activating
-    tokens highlighted), the logits it promotes and the features it reads from."""
+    tokens highlighted), the logits it promotes and the features it reads from.
+
+    json/jsonl: the whole feature with parsed contexts and logits; csv: field/value rows."""
     with open_store(store) as catalog:
+        uid = _resolve_uid(catalog, uid, set_uid)
         rows = catalog.query("feature", uid=uid)
         if not rows:
-            raise QueryError(
-                f"no feature {uid!r} in the catalog; list some with `circuitcat "
-                "query named features_in_layer -p set_uid=SET -p layer=0 -p limit=10`"
-            )
+            raise _missing(uid)
         sources = catalog.query("feature_sources", uid=uid, limit=limit)
     f = rows[0]
     if fmt is not Format.table:
-        typer.echo(json.dumps({**f, "sources": sources}, indent=2, default=str))
+        typer.echo(render_record(_as_record(f, sources, limit), fmt))
         return
     _dashboard(Console(), f, sources, limit)
 

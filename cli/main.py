@@ -10,7 +10,6 @@ app = typer.Typer(
     name="circuitcat",
     help="A graph catalog of transcoder feature circuits in language models.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(store.app, name="store")

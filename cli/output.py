@@ -49,3 +49,12 @@ def render(
     console.print(table)
     out = console.file.getvalue()  # type: ignore[attr-defined]
     return str(out).rstrip("\n")
+
+
+def render_record(record: dict[str, Any], fmt: Format, title: str | None = None) -> str:
+    """One result object: json as is; jsonl one line; csv and table as field/value rows."""
+    if fmt is Format.json:
+        return json.dumps(record, indent=2, default=str)
+    if fmt is Format.jsonl:
+        return json.dumps(record, default=str)
+    return render(["field", "value"], [[k, v] for k, v in record.items()], fmt, title)

@@ -9,7 +9,7 @@ import typer
 
 from circuitcat.catalog import open_store
 
-from .common import FormatOption, SetOption, StoreOption, handle_errors
+from .common import FormatOption, SetOption, StoreOption, err_console, handle_errors
 from .output import Format, render
 
 app = typer.Typer(
@@ -36,6 +36,8 @@ def list_prompts(
         )
     columns = ["uid", "text", "answer", "metric_value"]
     typer.echo(render(columns, [[r[c] for c in columns] for r in rows[:limit]], format))
+    if len(rows) > limit:
+        err_console.print(f"showing {limit} of {len(rows)} prompts; --limit N shows more")
 
 
 @app.command("export")

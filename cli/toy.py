@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from circuitcat.catalog.errors import CircuitcatError
-
-from .common import progress_bar
+from .common import FormatOption, handle_errors, progress_bar
+from .output import Format, render, render_record
 
 app = typer.Typer(
     help="The shipped toy model toy-years (a small GPT-2-style model with a greater-than "
@@ -23,19 +20,13 @@ app = typer.Typer(
 )
 
 
-class EvalFormat(StrEnum):
-    table = "table"
-    json = "json"
-
-
-def _fail(error: CircuitcatError) -> NoReturn:
-    Console(stderr=True).print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
-
-
-def _render(report: dict, fmt: EvalFormat) -> None:
-    if fmt is EvalFormat.json:
-        typer.echo(json.dumps(report, indent=2))
+def _render(report: dict, fmt: Format) -> None:
+    if fmt is Format.json:
+        typer.echo(render_record(report, fmt))
+        return
+    if fmt is not Format.table:  # jsonl, csv: one row per layer
+        columns = list(report["layers"][0]) if report["layers"] else []
+        typer.echo(render(columns, [list(r.values()) for r in report["layers"]], fmt))
         return
     console = Console()
     console.print(
@@ -57,6 +48,7 @@ def _render(report: dict, fmt: EvalFormat) -> None:
 
 
 @app.command()
+@handle_errors
 def train(
     seed: Annotated[int, typer.Option(help="Seed of the corpus, init and batches.")] = 0,
     steps: Annotated[int, typer.Option(help="Model training steps.")] = 2000,
@@ -64,7 +56,7 @@ def train(
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (1 is fastest on a busy machine).")
     ] = 1,
-    format: Annotated[EvalFormat, typer.Option(help="Output format.")] = EvalFormat.table,
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Train the toy model and its transcoders from a seed (CPU, minutes) and write them."""
     import torch
@@ -74,25 +66,23 @@ def train(
 
     torch.set_num_threads(threads)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    try:
-        with progress_bar(*columns) as bar:
-            tasks: dict[str, TaskID] = {}
+    with progress_bar(*columns) as bar:
+        tasks: dict[str, TaskID] = {}
 
-            def advance(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total)
-                bar.update(tasks[stage], completed=done)
+        def advance(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
 
-            cfg = ToyTrainConfig(seed=seed, steps=steps)
-            result = train_toy(out or WEIGHTS_DIR, cfg, progress=advance)
-    except CircuitcatError as e:
-        _fail(e)
-    _render(result.report.as_dict(), format)
+        cfg = ToyTrainConfig(seed=seed, steps=steps)
+        result = train_toy(out or WEIGHTS_DIR, cfg, progress=advance)
+    _render(result.report.as_dict(), fmt)
 
 
 @app.command("eval")
+@handle_errors
 def eval_(
-    format: Annotated[EvalFormat, typer.Option(help="Output format.")] = EvalFormat.table,
+    fmt: FormatOption = Format.table,
     n: Annotated[int, typer.Option(help="Held-out greater-than prompts.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed that picks the prompts.")] = 0,
     threads: Annotated[
@@ -105,8 +95,5 @@ def eval_(
     from circuitcat.ingest.toy.evaluation import evaluate_toy
 
     torch.set_num_threads(threads)
-    try:
-        report = evaluate_toy(n=n, seed=seed)
-    except CircuitcatError as e:
-        _fail(e)
-    _render(report.as_dict(), format)
+    report = evaluate_toy(n=n, seed=seed)
+    _render(report.as_dict(), fmt)
