@@ -1,4 +1,4 @@
-"""`feature show` and `prompt list` through the CLI on the synthetic catalog (tests/catalog_data)."""
+"""`feature show` and `prompt list` through the CLI on the synthetic catalog (catalog_data)."""
 
 from __future__ import annotations
 
