@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from circuitcat.catalog import CatalogStore, open_store
 from circuitcat.catalog.errors import IngestError
+from circuitcat.ingest import feature_stats as fs
 from circuitcat.ingest import features as ft
 from circuitcat.ingest.corpus import Corpus, open_corpus, tokenize
 from circuitcat.ingest.models import LoadedModel
@@ -100,7 +101,7 @@ def rows_of(acts: torch.Tensor, tokens: torch.Tensor, first: int = 0):
     return [(first + i, acts[i], tokens[i]) for i in range(acts.shape[0])]
 
 
-def as_rows(top: ft.TopContexts) -> list[list[Any]]:
+def as_rows(top: fs.TopContexts) -> list[list[Any]]:
     out = []
     for f in range(top.value.shape[0]):
         rows = []
@@ -129,12 +130,12 @@ def random_acts(seed: int, shape=(12, 10, 7)) -> tuple[torch.Tensor, torch.Tenso
 def test_streaming_top_contexts_equal_dense_topk() -> None:
     acts, tokens = random_acts(0)
     k = 4
-    whole = ft.batch_top_contexts(acts, tokens, 0, k)
-    running = ft.empty_top_contexts(acts.shape[2], k, 11)
+    whole = fs.batch_top_contexts(acts, tokens, 0, k)
+    running = fs.empty_top_contexts(acts.shape[2], k, 11)
     for lo, hi in ((0, 3), (3, 4), (4, 12)):  # batches smaller and larger than k
-        part = ft.batch_top_contexts(acts[lo:hi], tokens[lo:hi], lo, k)
-        running = ft.merge_top_contexts(running, part, k)
-    for x, y in zip(ft._fields(running), ft._fields(whole), strict=True):
+        part = fs.batch_top_contexts(acts[lo:hi], tokens[lo:hi], lo, k)
+        running = fs.merge_top_contexts(running, part, k)
+    for x, y in zip(fs._fields(running), fs._fields(whole), strict=True):
         assert torch.equal(x, y)
     assert as_rows(running) == dense_top(rows_of(acts, tokens), k)
     assert as_rows(running)[3] == []
@@ -144,12 +145,12 @@ def test_streaming_top_contexts_equal_dense_topk() -> None:
 
 def test_layer_stats_merge_equals_one_pass_and_histogram_sums_to_fires() -> None:
     acts, tokens = random_acts(1)
-    edges = ft.hist_edges(10)
+    edges = fs.hist_edges(10)
     kw: dict[str, Any] = {"k": 3, "edges": edges}
-    whole = ft.batch_layer_stats(acts, tokens, None, 0, **kw)
-    a = ft.batch_layer_stats(acts[:5], tokens[:5], None, 0, **kw)
-    b = ft.batch_layer_stats(acts[5:], tokens[5:], None, 5, **kw)
-    merged = ft.merge_layer_stats(a, b)
+    whole = fs.batch_layer_stats(acts, tokens, None, 0, **kw)
+    a = fs.batch_layer_stats(acts[:5], tokens[:5], None, 0, **kw)
+    b = fs.batch_layer_stats(acts[5:], tokens[5:], None, 5, **kw)
+    merged = fs.merge_layer_stats(a, b)
     for x, y in zip(ft._flat(merged).values(), ft._flat(whole).values(), strict=True):
         assert (
             torch.allclose(x, y, rtol=1e-12, atol=0) if x.is_floating_point() else torch.equal(x, y)
@@ -202,7 +203,7 @@ def test_stats_equal_a_dense_computation(
     check_written(store, stats, tset)
 
 
-def check_written(store: CatalogStore, stats: ft.FeatureStats, tset: TranscoderSet) -> None:
+def check_written(store: CatalogStore, stats: fs.FeatureStats, tset: TranscoderSet) -> None:
     for layer in tset.layers:
         st = stats.layers[layer]
         for i in (0, 5, D_TC - 1):
