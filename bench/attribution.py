@@ -29,7 +29,8 @@ from bench.weights import machine, measure
 from circuitcat.catalog.records import PromptRecord
 from circuitcat.ingest.attribution import attribute, metric_direction
 from circuitcat.ingest.models import LoadedModel
-from circuitcat.ingest.prompts import PromptParams, prompt_graph, prompt_graph_batches
+from circuitcat.ingest.prompt_rows import prompt_graph_batches
+from circuitcat.ingest.prompts import PromptParams, prompt_graph
 from circuitcat.ingest.tasks import TaskPrompt
 from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderConfig, TranscoderSet
 

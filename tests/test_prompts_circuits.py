@@ -35,14 +35,8 @@ from circuitcat.ingest.faithfulness import (
     verify_circuit,
 )
 from circuitcat.ingest.models import LoadedModel
-from circuitcat.ingest.prompts import (
-    PromptParams,
-    prompt_graph,
-    prompt_graph_batches,
-    prompt_record,
-    run_prompts,
-    write_prompt_graphs,
-)
+from circuitcat.ingest.prompt_rows import prompt_graph_batches, write_prompt_graphs
+from circuitcat.ingest.prompts import PromptParams, prompt_graph, prompt_record, run_prompts
 from circuitcat.ingest.register import register
 from circuitcat.ingest.tasks import Task, TaskPrompt
 from circuitcat.ingest.transcoders.transcoder import TranscoderSet
