@@ -178,7 +178,7 @@ def verify(
     from circuitcat.ingest.circuits import get_circuit
     from circuitcat.ingest.faithfulness import circuit_curve, plot_curve, verify_circuit
     from circuitcat.ingest.inputs import set_uid_for_name
-    from circuitcat.ingest.prompts import load_task
+    from circuitcat.ingest.tasks import load_task
 
     from .ingest import load_inputs
 

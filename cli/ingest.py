@@ -251,7 +251,8 @@ def prompts(
     against years <= YY), the graph is pruned and written as Prompt, Target, Error nodes and
     ATTRIBUTES edges. Prompts already stored for this set are skipped."""
     from circuitcat.ingest.inputs import set_uid_for_name
-    from circuitcat.ingest.prompts import PromptParams, load_task, parse_method, run_prompts
+    from circuitcat.ingest.prompts import PromptParams, parse_method, run_prompts
+    from circuitcat.ingest.tasks import load_task
 
     dev = pick_device(device)
     with open_store(store) as catalog:

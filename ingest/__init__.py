@@ -28,7 +28,7 @@ _EXPORTS = {
     "WeightsParams": "weights_job",
     "run_weights": "weights_job",
     "PromptParams": "prompts",
-    "load_task": "prompts",
+    "load_task": "tasks",
     "run_prompts": "prompts",
     "find_circuit": "circuits",
     "show_circuit": "circuits",
@@ -60,8 +60,9 @@ if TYPE_CHECKING:
     from .faithfulness import circuit_curve, verify_circuit
     from .features import run_features
     from .inputs import load_pair, load_registered, pick_device, set_threads
-    from .prompts import PromptParams, load_task, run_prompts
+    from .prompts import PromptParams, run_prompts
     from .register import register as register_set
+    from .tasks import load_task
     from .weights_job import WeightsParams, run_weights
 
 

@@ -18,8 +18,9 @@ from .corpus import open_corpus
 from .faithfulness import Faithfulness, verify_circuit
 from .features import run_features
 from .models import load_model
-from .prompts import PromptParams, PromptsReport, load_task, run_prompts
+from .prompts import PromptParams, PromptsReport, run_prompts
 from .register import RegisterReport, register
+from .tasks import load_task
 from .transcoders.load import load_transcoders
 from .weights_job import WeightsParams, WeightsReport, finished_run, run_weights
 

@@ -40,9 +40,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -50,7 +49,7 @@ import torch
 
 from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch
 from circuitcat.catalog import schema as s
-from circuitcat.catalog.errors import IngestError, TaskError
+from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.records import PromptRecord, RunRecord, TaskRecord, now_iso
 from circuitcat.catalog.records import records_to_batch as batch_of
 
@@ -67,7 +66,7 @@ from .attribution import NodeKind as GraphKind
 from .models import LoadedModel
 from .prompt_rows import TARGET_NAME, prompt_graph_batches, write_prompt_graphs
 from .register import require_registered
-from .tasks import Metric, Split, Task, TaskPrompt, greater_than, load_jsonl_task, score
+from .tasks import Metric, Task, TaskPrompt, score
 from .transcoders.transcoder import TranscoderSet
 
 Method = Literal["graph", "paths"]
@@ -196,28 +195,6 @@ def prompt_record(loaded: LoadedModel, task: Task, prompt: TaskPrompt, run: str)
         answer=prompt.answer,
         metric_value=prompt_metric(loaded, task.metric, prompt),
         run=run,
-    )
-
-
-def load_task(
-    name: str,
-    tokenizer: Any,
-    *,
-    n: int | None = None,
-    seed: int = 0,
-    split: Split = "eval",
-    prompts: Path | None = None,
-) -> Task:
-    """`greater-than` (n prompts from `split`, picked by `seed`), or a JSONL task file (its first
-    n prompts) named `name`."""
-    if prompts is not None:
-        task = load_jsonl_task(prompts, tokenizer, name=name)
-        return replace(task, prompts=task.prompts[:n]) if n else task
-    if name == "greater-than":
-        return greater_than(tokenizer, n=n or 100, seed=seed, split=split)
-    raise TaskError(
-        f"unknown task {name!r}: the built-in task is 'greater-than'; for another task pass "
-        '--prompts FILE.jsonl (one {"prompt", "correct", "incorrect"} object a line)'
     )
 
 

@@ -20,7 +20,7 @@ import itertools
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -241,3 +241,25 @@ def batch_tokens(
         tokens[i, : len(p.tokens)] = torch.tensor(p.tokens)
     last = torch.tensor([len(p.tokens) - 1 for p in prompts])
     return tokens, last
+
+
+def load_task(
+    name: str,
+    tokenizer: Any,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    split: Split = "eval",
+    prompts: Path | None = None,
+) -> Task:
+    """`greater-than` (n prompts from `split`, picked by `seed`), or a JSONL task file (its first
+    n prompts) named `name`."""
+    if prompts is not None:
+        task = load_jsonl_task(prompts, tokenizer, name=name)
+        return replace(task, prompts=task.prompts[:n]) if n else task
+    if name == "greater-than":
+        return greater_than(tokenizer, n=n or 100, seed=seed, split=split)
+    raise TaskError(
+        f"unknown task {name!r}: the built-in task is 'greater-than'; for another task pass "
+        '--prompts FILE.jsonl (one {"prompt", "correct", "incorrect"} object a line)'
+    )
