@@ -49,10 +49,13 @@ class Shard:
         return i % self.count == self.index
 
 
+WHOLE = Shard()  # the unsharded job
+
+
 def parse_shard(text: str | None) -> Shard:
     """`i/N` (0 <= i < N), e.g. `0/3`; None is the whole job."""
     if text is None:
-        return Shard()
+        return WHOLE
     match = SHARD.fullmatch(text.strip())
     if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
         raise PartsError(f"--shard {text!r}: expected i/N with 0 <= i < N, e.g. 0/3")

@@ -7,6 +7,7 @@ import functools
 import json
 from collections.abc import Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -62,6 +63,17 @@ ProcessingOption = Annotated[
     ),
 ]
 AllowPickleOption = Annotated[bool, typer.Option(help="Allow .pt pickles (trusted files only).")]
+ShardOption = Annotated[
+    str | None,
+    typer.Option(help="Run shard i of N (e.g. 0/3): one part of the work, for one GPU or task."),
+]
+PartsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write to this folder as Parquet parts instead of the catalog; load them later "
+        "with `circuitcat store load`."
+    ),
+]
 StoreOption = Annotated[
     str | None,
     typer.Option(
@@ -109,3 +121,13 @@ def pick_device(device: str) -> str:
     from circuitcat.ingest.inputs import pick_device as pick
 
     return pick(device)
+
+
+def job_store(catalog: Any, shard: str | None, parts: Path | None) -> tuple[Any, Any]:
+    """(store the job writes to, its Shard): the catalog, or parts of one shard."""
+    from circuitcat.catalog.parts import PartsWriter, ShardStore, parse_shard
+
+    which = parse_shard(shard)
+    if parts is None:
+        return catalog, which
+    return ShardStore(catalog, PartsWriter(parts, which)), which

@@ -20,12 +20,15 @@ from .common import (
     AllowPickleOption,
     DeviceOption,
     ModelOption,
+    PartsOption,
     ProcessingOption,
     SetOption,
+    ShardOption,
     StoreOption,
     ThreadsOption,
     TranscodersOption,
     handle_errors,
+    job_store,
     pick_device,
     progress_bar,
 )
@@ -243,6 +246,8 @@ def prompts(
     name: Annotated[str | None, typer.Option(hidden=True)] = None,  # old spelling of --set
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
+    shard: ShardOption = None,
+    parts: PartsOption = None,
     store: StoreOption = None,
 ) -> None:
     """Write per-prompt attribution graphs of a task into the catalog.
@@ -264,8 +269,9 @@ def prompts(
             node_threshold=node_threshold, edge_threshold=edge_threshold, depth=depth,
             branches=branches, max_features=max_features, heads=heads, split_edges=split_edges,
         )  # fmt: skip
+        target, which = job_store(catalog, shard, parts)
         with _count_progress("prompts") as progress:
-            r = run_prompts(catalog, loaded, tset, spec, params, progress=progress)
+            r = run_prompts(target, loaded, tset, spec, params, progress=progress, shard=which)
     typer.echo(
         f"prompts: {r.task} on {r.set_uid}: {r.written} written, {r.skipped} already stored; "
         f"{r.edges:,} ATTRIBUTES rows, {r.features_per_prompt:.0f} features/prompt kept; mean "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -53,3 +54,24 @@ def copy(
         copied = copy_catalog(a, b, lambda kind, n: st.update(f"copied {n:,} {kind}"))
     rows = [[kind, n] for kind, n in copied.items() if n]
     typer.echo(f"copied {source} -> {target}\n" + render(["kind", "rows"], rows, Format.table))
+
+
+@app.command("load")
+@handle_errors
+def load(
+    parts: Annotated[
+        Path, typer.Argument(help="Folder of parts written by jobs run with --parts.")
+    ],
+    store: StoreOption = None,
+) -> None:
+    """Bulk-load the Parquet parts sharded jobs wrote (`--shard i/N --parts DIR`) into the
+    catalog: nodes first, then edges, through the store's writer (its bulk path for new edges).
+    Loading the same parts again changes nothing."""
+    from circuitcat.catalog.parts import load_parts
+
+    with open_store(store) as catalog, err_console.status("loading parts"):
+        report = load_parts(catalog, parts)
+    typer.echo(
+        f"loaded {report.parts} parts from {parts}: {report.nodes:,} node rows, "
+        f"{report.edges:,} edge rows into {catalog.uri}"
+    )

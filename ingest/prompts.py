@@ -50,6 +50,7 @@ import torch
 from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch
 from circuitcat.catalog import schema as s
 from circuitcat.catalog.errors import IngestError
+from circuitcat.catalog.parts import WHOLE, Shard
 from circuitcat.catalog.records import PromptRecord, RunRecord, TaskRecord, now_iso
 from circuitcat.catalog.records import records_to_batch as batch_of
 
@@ -234,9 +235,10 @@ def run_prompts(
     params: PromptParams = PromptParams(),
     progress: Progress | None = None,
     write_every: int = 8,
+    shard: Shard = WHOLE,
 ) -> PromptsReport:
     """Attribute, reduce and write every prompt of `task` not stored yet for this set
-    (`write_every` prompts per write)."""
+    (`write_every` prompts per write); with `shard` i/N only prompts i, i + N, ..."""
     started = time.perf_counter()
     model_uid = s.model_uid(loaded.name)
     set_uid = s.transcoder_set_uid(model_uid, tset.name)
@@ -247,6 +249,8 @@ def run_prompts(
     report.timings = {"attribute": 0.0, "write": 0.0}
     metrics, n_features, pending = [], 0, _Pending()
     for i, tp in enumerate(task.prompts):
+        if not shard.takes(i):
+            continue
         record = prompt_record(loaded, task, tp, run.uid)
         metrics.append(record.metric_value or 0.0)
         if record.uid in done:

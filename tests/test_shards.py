@@ -1,0 +1,63 @@
+"""Sharded jobs: N shards writing parts, then `store load`, give exactly the catalog of the
+unsharded job (the embedded store; both stores share the writer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from circuitcat.catalog import RelKind, open_store
+from circuitcat.catalog.schema import NODE_PROPS, REL_SPECS, NodeKind
+from circuitcat.cli.main import app
+
+N_SHARDS = 3
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, f"{' '.join(args)}\n{result.output}"
+    return result.output
+
+
+def content(store: str, rels: list[RelKind], nodes: list[NodeKind]) -> dict[str, Any]:
+    """Every edge of `rels` and node of `nodes` with its properties, `run` left out (run uids
+    differ between runs by design)."""
+    out: dict[str, Any] = {}
+    with open_store(store) as catalog:
+        for rel in rels:
+            props = [p for p in REL_SPECS[rel].props if p != "run"]
+            cols = "".join(f", r.{p}" for p in props)
+            rows = catalog.run_cypher(f"MATCH (a)-[r:{rel}]->(b) RETURN a.uid, b.uid{cols}").rows
+            out[rel] = sorted(rows, key=repr)
+        for kind in nodes:
+            props = [p for p in NODE_PROPS[kind] if p != "run"]
+            cols = "".join(f", n.`{p}`" for p in props)
+            out[kind] = sorted(catalog.run_cypher(f"MATCH (n:{kind}) RETURN n.uid{cols}").rows)
+    return out
+
+
+def registered(tmp_path: Path, name: str) -> str:
+    store = str(tmp_path / name)
+    invoke("ingest", "register", "toy-years", "--transcoders", "toy-years", "--store", store)
+    return store
+
+
+def test_sharded_prompts_equal_the_unsharded_job(tmp_path: Path) -> None:
+    job = ["ingest", "prompts", "--task", "greater-than", "--n", "6", "--device", "cpu"]
+    whole = registered(tmp_path, "whole")
+    invoke(*job, "--store", whole)
+    sharded, parts = registered(tmp_path, "sharded"), tmp_path / "parts"
+    for i in range(N_SHARDS):
+        out = invoke(*job, "--store", sharded, "--shard", f"{i}/{N_SHARDS}", "--parts", str(parts))
+        assert "2 written" in out
+    with open_store(sharded) as catalog:  # nothing reached the catalog yet
+        assert catalog.run_cypher("MATCH ()-[r:ATTRIBUTES]->() RETURN count(r)").rows == [[0]]
+    assert "loaded" in invoke("store", "load", str(parts), "--store", sharded)
+    what = ([RelKind.ATTRIBUTES, RelKind.OF_TASK], [NodeKind.PROMPT, NodeKind.ERROR])
+    expected = content(whole, *what)
+    assert expected[RelKind.ATTRIBUTES]
+    assert content(sharded, *what) == expected
+    invoke("store", "load", str(parts), "--store", sharded)  # again: nothing doubles
+    assert content(sharded, *what) == expected
