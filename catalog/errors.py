@@ -30,6 +30,10 @@ class ReadOnlyViolationError(QueryError):
     """A write query was sent without permission to write."""
 
 
+class QueryTimeoutError(QueryError):
+    """A query ran past the time it was given and was stopped by the engine."""
+
+
 class ModelLoadError(CircuitcatError):
     """A model could not be loaded (unknown name offline, bad local folder)."""
 

@@ -1,11 +1,15 @@
 """The embedded default store: LadybugDB, one file on disk, in process.
 
 Bulk writes go through COPY from Arrow tables; upserts are UNWIND ... MERGE inside one
-transaction, so a failed batch leaves nothing behind.
+transaction, so a failed batch leaves nothing behind. A query without --write is checked by
+catalog/readonly.py, then runs as one prepared statement in a READ ONLY transaction; commands
+that only read open the file read-only as well.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -14,13 +18,24 @@ from typing import Any
 import ladybug
 
 from . import statements
-from .base import BATCH_ROWS, BaseStore
+from .base import BATCH_ROWS, BaseStore, check_values
 from .batches import EdgeBatch, NodeBatch
-from .errors import QueryError, ReadOnlyViolationError, StoreError, StoreUnavailableError
+from .errors import (
+    QueryError,
+    QueryTimeoutError,
+    ReadOnlyViolationError,
+    StoreError,
+    StoreUnavailableError,
+)
+from .readonly import check_ladybug
 from .schema import NODE_PROPS, REL_SPECS, NodeKind, RelKind, quote
 from .store import QueryResult, StoreSettings
 
 DB_FILE = "catalog.lbug"
+_UPGRADE_HINT = (
+    " (this catalog was made by an older circuitcat: open it once for writing, e.g. "
+    "`circuitcat store init`, to add what it lacks)"
+)
 
 
 def database_file(uri: str) -> Path:
@@ -48,9 +63,16 @@ class LadybugStore(BaseStore):
         self._db: ladybug.Database | None = None
         self._conn: ladybug.Connection | None = None
         self._columns: dict[str, list[str]] = {}
+        self._hint = ""
 
     def connect(self) -> None:
         fix = "pass --store PATH (or set CIRCUITCAT_STORE) to a writable location"
+        read_only = self.settings.read_only
+        if read_only and not self.path.is_file():
+            raise StoreUnavailableError(
+                f"there is no catalog at {self.path}; create one with `circuitcat store init` "
+                "or an ingest job, or pass --store PATH to an existing one"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -60,13 +82,21 @@ class LadybugStore(BaseStore):
                 f"cannot create the store folder {self.path.parent}: {why}; {fix}"
             ) from e
         try:
-            self._db = ladybug.Database(str(self.path))
+            self._db = ladybug.Database(str(self.path), read_only=read_only)
             self._conn = ladybug.Connection(self._db)
         except RuntimeError as e:
-            raise StoreUnavailableError(
-                f"cannot open the embedded store {self.path}: {e}; another circuitcat process "
-                f"may hold it open, or the path is not writable: {fix}"
-            ) from e
+            raise StoreUnavailableError(_open_error(self.path, str(e), fix)) from e
+        self._hint = _UPGRADE_HINT if read_only and self._outdated() else ""
+
+    def _outdated(self) -> bool:
+        """Whether the file lacks tables or properties of this circuitcat's schema (a read-only
+        open cannot add them, as init_schema does)."""
+        wanted = [(k.value, NODE_PROPS[k]) for k in NodeKind]
+        wanted += [(r.value, REL_SPECS[r].props) for r in RelKind]
+        try:
+            return any(set(props) - set(self._table_columns(t)) for t, props in wanted)
+        except QueryError:
+            return True
 
     def close(self) -> None:
         if self._conn is not None:
@@ -85,7 +115,7 @@ class LadybugStore(BaseStore):
         try:
             result = self.conn.execute(text, dict(params or {}))
         except RuntimeError as e:
-            raise QueryError(f"query failed on the embedded store: {e}") from e
+            raise QueryError(f"query failed on the embedded store: {e}{self._hint}") from e
         if isinstance(result, list):  # several statements: keep the last one's rows
             result = result[-1]
         columns = result.get_column_names()
@@ -151,16 +181,74 @@ class LadybugStore(BaseStore):
                 self._execute(stmt, {"rows": rows})
 
     def run_cypher(
-        self, text: str, params: Mapping[str, Any] | None = None, *, write: bool = False
+        self,
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        write: bool = False,
+        timeout: float | None = None,
     ) -> QueryResult:
+        check_values(params or {})
         if write:
+            self._refuse_if_read_only()
             return self._execute(text, params)
+        check_ladybug(text)
         try:
-            with self._transaction(read_only=True):
-                return self._execute(text, params)
+            with self._timeout(timeout), self._transaction(read_only=True):
+                return self._execute_one(text, params)
         except QueryError as e:
-            if "read-only transaction" in str(e):
+            if "read-only" in str(e) or "write operations" in str(e):
                 raise ReadOnlyViolationError(
                     "this query writes to the catalog; pass --write to allow it"
                 ) from e
             raise
+
+    @contextmanager
+    def _timeout(self, seconds: float | None) -> Iterator[None]:
+        """The engine interrupts a query running past `seconds` (QueryTimeoutError)."""
+        if not seconds:
+            yield
+            return
+        self.conn.set_query_timeout(max(1, round(seconds * 1000)))
+        try:
+            yield
+        except QueryError as e:
+            if "Interrupted" in str(e):
+                raise QueryTimeoutError(
+                    f"the query ran past its time limit ({seconds:g} s) and was stopped"
+                ) from e
+            raise
+        finally:
+            self.conn.set_query_timeout(0)
+
+    def _execute_one(self, text: str, params: Mapping[str, Any] | None) -> QueryResult:
+        """Exactly one statement, as the engine parses it (prepare refuses several)."""
+        with warnings.catch_warnings():  # prepare is deprecated in favour of execute(text)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            prepared = self.conn.prepare(text)
+        if not prepared.is_success():
+            error = prepared.get_error_message()
+            raise QueryError(f"query failed on the embedded store: {error}{self._hint}")
+        try:
+            result = self.conn.execute(prepared, dict(params or {}))
+        except RuntimeError as e:
+            raise QueryError(f"query failed on the embedded store: {e}{self._hint}") from e
+        if isinstance(result, list):
+            raise ReadOnlyViolationError("a read-only query is one statement")
+        return QueryResult(
+            result.get_column_names(), [[_plain(v) for v in row] for row in result.get_all()]
+        )
+
+
+def _open_error(path: Path, error: str, fix: str) -> str:
+    """Why the embedded file did not open, and the fix."""
+    if "not a valid" in error or "Not a valid" in error:
+        return f"{path} is not a circuitcat catalog (not a Ladybug database file); {fix}"
+    if "lock" in error.lower():
+        holder = re.search(r"held by PID (\d+)", error)
+        who = f"process {holder.group(1)}" if holder else "another process"
+        return (
+            f"cannot open the embedded store {path} for writing: {who} holds it open (an ingest "
+            "job?); wait for it to finish, or use a Neo4j store for concurrent jobs"
+        )
+    return f"cannot open the embedded store {path}: {error}; {fix}"

@@ -2,33 +2,51 @@
 
 Uniqueness constraints exist before any MERGE; writes are UNWIND $rows batches of ~10k rows in
 write transactions; reads use read routing. Driver errors become typed errors with the fix.
+
+Concurrent writers never duplicate an edge. Edges are written in chunks that hold every row into
+their target nodes; each chunk is one transaction that first locks its targets (in uid order),
+then counts the stored edges of this kind into them, then CREATEs (none) or MERGEs. Two jobs
+writing the same edges therefore take turns per chunk, and the second one MERGEs onto the
+first one's edges.
+
+Read-only (`run_cypher` without write): the query runs in a server-enforced read transaction,
+after its EXPLAIN plan passes catalog/readonly.py (no LOAD CSV, administration, procedures off
+the read-only list, other databases).
 """
 
 from __future__ import annotations
 
+import logging
+import ssl
+import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import neo4j
+import numpy as np
 from neo4j import GraphDatabase, RoutingControl
 from neo4j import exceptions as nx
 from neo4j.graph import Node, Path, Relationship
 
-from . import statements
-from .base import BATCH_ROWS, BaseStore
+from . import runs, statements
+from .base import BATCH_ROWS, BaseStore, check_values
 from .batches import EdgeBatch, NodeBatch
 from .errors import (
+    CircuitcatError,
     QueryError,
+    QueryTimeoutError,
     ReadOnlyViolationError,
     StoreAuthError,
     StoreError,
     StoreUnavailableError,
 )
+from .readonly import check_neo4j_plan
+from .schema import REL_SPECS
 from .store import QueryResult, StoreSettings
 
-# EXPLAIN's query_type: r = read only; anything else writes data or schema.
-_READ_ONLY_TYPES = {"r"}
+log = logging.getLogger(__name__)
+_ACCESS_MODE = "Neo.ClientError.Statement.AccessMode"
 
 
 def _plain(value: Any) -> Any:
@@ -41,12 +59,61 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class _DriverLogToDebug(logging.Handler):
+    """The driver's own messages (e.g. "Transaction failed and will be retried") go to this
+    module's logger at DEBUG: a server that went away gives one clear error line, not eight."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("neo4j driver: %s", record.getMessage())
+
+
+def _quiet_driver_logs() -> None:
+    driver_log = logging.getLogger("neo4j")
+    if not any(isinstance(h, _DriverLogToDebug) for h in driver_log.handlers):
+        driver_log.addHandler(_DriverLogToDebug())
+        driver_log.propagate = False
+
+
+def _is_tls_failure(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) or "SecurityError" in type(seen).__name__:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _target_chunks(batch: EdgeBatch, size: int) -> Iterator[list[dict[str, Any]]]:
+    """The batch's rows in chunks of about `size` that each hold all rows into their targets."""
+    names = ["src", "dst", *batch.prop_names]
+    given = {"src": batch.src, "dst": batch.dst, **batch.columns}
+    cols = {
+        n: c if isinstance(c, np.ndarray) and c.dtype != object else np.asarray(list(c), object)
+        for n, c in ((n, given[n]) for n in names)
+    }
+    dst = cols["dst"].astype(str)
+    order = np.argsort(dst, kind="stable")
+    ordered = dst[order]
+    starts = np.concatenate([[0], np.flatnonzero(ordered[1:] != ordered[:-1]) + 1, [len(dst)]])
+    a = 0
+    while a < len(dst):
+        at = int(np.searchsorted(starts, a + size))
+        b = int(starts[min(at, len(starts) - 1)])
+        idx = order[a:b]
+        lists = [cols[n][idx].tolist() for n in names]
+        yield [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)]
+        a = b
+
+
 class Neo4jStore(BaseStore):
     backend = "neo4j"
 
     def __init__(self, settings: StoreSettings) -> None:
         super().__init__(settings)
         self._driver: neo4j.Driver | None = None
+        self._home_db: str | None = settings.neo4j_database
+        self._stop_beat = threading.Event()
+        self._beat: threading.Thread | None = None
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -64,18 +131,35 @@ class Neo4jStore(BaseStore):
                 "CIRCUITCAT_NEO4J_PASSWORD"
             ) from e
         except (nx.ServiceUnavailable, nx.SessionExpired, OSError) as e:
+            if _is_tls_failure(e):
+                raise StoreUnavailableError(
+                    f"cannot set up TLS with Neo4j at {uri}: the server does not speak TLS on "
+                    "that port, or its certificate is not trusted; use bolt:// or neo4j:// for a "
+                    "server without TLS, bolt+ssc:// for a self-signed certificate"
+                ) from e
             raise StoreUnavailableError(
                 f"cannot reach Neo4j at {uri}; start it (`make neo4j` for a local one) or point "
                 "--store / CIRCUITCAT_STORE at a running server"
             ) from e
         except nx.Neo4jError as e:
+            if e.code == _ACCESS_MODE:
+                raise ReadOnlyViolationError(
+                    "this query writes to the catalog; pass --write to allow it"
+                ) from e
+            if "TransactionTimedOut" in (e.code or ""):
+                raise QueryTimeoutError(
+                    "the query ran past its time limit and the server stopped it"
+                ) from e
             raise QueryError(f"Neo4j rejected the query: {e.message or e}") from e
         except nx.DriverError as e:
             raise StoreError(f"Neo4j driver error talking to {uri}: {e}") from e
+        except ValueError as e:  # the driver's own URI and address checks
+            raise StoreUnavailableError(f"cannot use {uri} as a Neo4j address: {e}") from e
 
     def connect(self) -> None:
         s = self.settings
         auth = (s.neo4j_user, s.neo4j_password or "") if s.neo4j_user else None
+        _quiet_driver_logs()
         with self._errors():
             # Notifications off: "label does not exist yet" warnings are normal on a new catalog.
             self._driver = GraphDatabase.driver(
@@ -84,6 +168,10 @@ class Neo4jStore(BaseStore):
             self._driver.verify_connectivity()
 
     def close(self) -> None:
+        self._stop_beat.set()
+        if self._beat is not None:
+            self._beat.join(timeout=10)
+            self._beat = None
         if self._driver is not None:
             self._driver.close()
             self._driver = None
@@ -94,11 +182,19 @@ class Neo4jStore(BaseStore):
             raise StoreError("the store is closed; open it with open_store(...)")
         return self._driver
 
-    def _run(self, text: str, params: Mapping[str, Any], *, read: bool) -> QueryResult:
+    def _session(self, read: bool = False) -> neo4j.Session:
+        mode = neo4j.READ_ACCESS if read else neo4j.WRITE_ACCESS
+        return self.driver.session(database=self.settings.neo4j_database, default_access_mode=mode)
+
+    def _run(
+        self, text: str, params: Mapping[str, Any], *, read: bool, timeout: float | None = None
+    ) -> QueryResult:
         routing = RoutingControl.READ if read else RoutingControl.WRITE
+        # A timeout travels with the transaction: the server stops it (QueryTimeoutError).
+        query = neo4j.Query(text, timeout=timeout) if timeout else text  # type: ignore[arg-type]
         with self._errors():
             result = self.driver.execute_query(
-                text,  # type: ignore[arg-type]  # generated from the closed schema
+                query,  # type: ignore[arg-type]  # generated from the closed schema
                 dict(params),
                 routing_=routing,
                 database_=self.settings.neo4j_database,
@@ -110,7 +206,7 @@ class Neo4jStore(BaseStore):
         def work(tx: neo4j.ManagedTransaction, rows: list[dict[str, Any]]) -> None:
             tx.run(stmt, rows=rows).consume()  # type: ignore[arg-type]
 
-        with self._errors(), self.driver.session(database=self.settings.neo4j_database) as s:
+        with self._errors(), self._session() as s:
             for rows in chunks:
                 s.execute_write(work, rows)
 
@@ -126,7 +222,7 @@ class Neo4jStore(BaseStore):
             yield batch.rows(start, start + BATCH_ROWS)
 
     def _bulk_nodes(self, batch: NodeBatch) -> None:
-        # MERGE on a uniqueness-constrained key is index-backed; CREATE would gain little.
+        # MERGE on a uniqueness-constrained key is index-backed and safe under concurrency.
         self._merge_nodes(batch)
 
     def _merge_nodes(self, batch: NodeBatch) -> None:
@@ -141,17 +237,78 @@ class Neo4jStore(BaseStore):
         stmt = statements.edge_merge(batch.kind, batch.src_kind, batch.dst_kind, batch.prop_names)
         self._write_chunks(stmt, batch.chunks(BATCH_ROWS))
 
-    def query_type(self, text: str, params: Mapping[str, Any] | None = None) -> str:
-        """What EXPLAIN says the query does: r, rw, w or s (schema)."""
-        with self._errors(), self.driver.session(database=self.settings.neo4j_database) as s:
-            summary = s.run("EXPLAIN " + text, dict(params or {})).consume()  # type: ignore[arg-type]
-        return str(summary.query_type)
+    def write_edges(self, batch: EdgeBatch) -> int:
+        """Check the endpoints, then write chunk by chunk under target locks (module doc)."""
+        if not len(batch):
+            return 0
+        self._refuse_if_read_only()
+        self._check_endpoints(batch.src_kind, batch.unique("src"), batch, "source")
+        self._check_endpoints(batch.dst_kind, batch.unique("dst"), batch, "target")
+        kind, src, dst, props = batch.kind, batch.src_kind, batch.dst_kind, batch.prop_names
+        filters = [k for k in statements.FILTER_KEYS if k in REL_SPECS[kind].key]
+        lock = statements.lock_nodes(dst)
+        count = statements.count_existing(kind, dst, "dst", filters)
+        create = statements.edge_create(kind, src, dst, props)
+        merge = statements.edge_merge(kind, src, dst, props)
+
+        def work(tx: neo4j.ManagedTransaction, rows: list[dict[str, Any]]) -> None:
+            targets = sorted({r["dst"] for r in rows})
+            values = {f"{k}_values": sorted({r[k] for r in rows}) for k in filters}
+            tx.run(lock, uids=targets).consume()  # type: ignore[arg-type]
+            record = tx.run(count, uids=targets, **values).single()  # type: ignore[arg-type]
+            stmt = create if record is None or record[0] == 0 else merge
+            tx.run(stmt, rows=rows).consume()  # type: ignore[arg-type]
+
+        with self._errors(), self._session() as s:
+            for rows in _target_chunks(batch, BATCH_ROWS):
+                s.execute_write(work, rows)
+        return len(batch)
+
+    # ---- runs: a heartbeat while this store has runs open (catalog/runs.py) ------------------
+    def _is_stale(self, row: Mapping[str, Any]) -> bool:
+        return str(row["uid"]) not in self._open_runs and runs.age_s(row) > runs.STALE_AFTER_S
+
+    def _on_runs_opened(self, uids: list[str]) -> None:
+        if self._beat is None:
+            self._stop_beat.clear()
+            self._beat = threading.Thread(
+                target=self._heartbeat, name="circuitcat-run-heartbeat", daemon=True
+            )
+            self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop_beat.wait(runs.HEARTBEAT_S):
+            uids = sorted(self._open_runs)
+            if uids:
+                with suppress(CircuitcatError):  # a server that went away: stale later
+                    self._run(runs.HEARTBEAT, {"uids": uids, "now": runs.now_iso()}, read=False)
+
+    # ---- ad hoc Cypher -----------------------------------------------------------------------
+    def _plan(self, text: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The server's plan for a query; EXPLAIN runs nothing."""
+        with self._errors(), self._session(read=True) as s:
+            summary = s.run("EXPLAIN " + text, dict(params)).consume()  # type: ignore[arg-type]
+        return dict(summary.plan or {})
+
+    def _database(self) -> str:
+        """The database the catalog is in (the user's home database unless configured)."""
+        if self._home_db is None:
+            root = str(self._plan("RETURN 1", {}).get("operatorType", ""))
+            self._home_db = root.partition("@")[2]
+        return self._home_db
 
     def run_cypher(
-        self, text: str, params: Mapping[str, Any] | None = None, *, write: bool = False
+        self,
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        write: bool = False,
+        timeout: float | None = None,
     ) -> QueryResult:
-        if not write and self.query_type(text, params) not in _READ_ONLY_TYPES:
-            raise ReadOnlyViolationError(
-                "this query writes to the catalog; pass --write to allow it"
-            )
-        return self._run(text, params or {}, read=not write)
+        params = dict(params or {})
+        check_values(params)
+        if write:
+            self._refuse_if_read_only()
+            return self._run(text, params, read=False)
+        check_neo4j_plan(self._plan(text, params), self._database())
+        return self._run(text, params, read=True, timeout=timeout)

@@ -31,9 +31,11 @@ def parse_query_file(text: str) -> dict[str, str]:
 
 @cache
 def load_queries(backend: str) -> dict[str, str]:
-    """The common queries with the backend's overrides on top."""
+    """The common queries (common.cypher, and web.cypher for `circuitcat serve`) with the
+    backend's overrides on top."""
     folder = resources.files("circuitcat.catalog") / "queries"
     queries = parse_query_file((folder / "common.cypher").read_text("utf-8"))
+    queries.update(parse_query_file((folder / "web.cypher").read_text("utf-8")))
     queries.update(parse_query_file((folder / f"{backend}.cypher").read_text("utf-8")))
     return queries
 

@@ -75,6 +75,7 @@ class TranscoderSetRecord(Record):
     output_hook: str
     sha256: str
     processing: dict[str, bool] = Field(default_factory=dict)
+    activation: str = "relu"
 
     @property
     def uid(self) -> str:
@@ -139,3 +140,15 @@ class CircuitRecord(Record):
     @property
     def uid(self) -> str:
         return schema.circuit_uid(self.set, self.task, self.name)
+
+
+class LabelRecord(Record):
+    kind: ClassVar[NodeKind] = NodeKind.LABEL
+    feature: str
+    text: str
+    author: str
+    created_at: str = Field(default_factory=now_iso)
+
+    @property
+    def uid(self) -> str:
+        return schema.label_uid(self.feature, self.created_at)

@@ -34,6 +34,7 @@ class NodeKind(StrEnum):
     CIRCUIT = "Circuit"
     ERROR = "Error"  # per-prompt error/bias terms: transcoder error, bias, pruned remainder
     TARGET = "Target"  # what a prompt graph explains: a logit, a metric direction, a feature
+    LABEL = "Label"  # one label a person gave a feature; the latest is also Feature.label
 
 
 class RelKind(StrEnum):
@@ -45,6 +46,7 @@ class RelKind(StrEnum):
     OF_TASK = "OF_TASK"
     IN_SET = "IN_SET"
     FOR_MODEL = "FOR_MODEL"
+    HAS_LABEL = "HAS_LABEL"
 
 
 S, INT, F = PropType.STRING, PropType.INT, PropType.FLOAT
@@ -73,6 +75,9 @@ NODE_PROPS: dict[NodeKind, dict[str, PropType]] = {
         "output_hook": S,
         "sha256": S,
         "processing": S,
+        # 'relu', 'jumprelu' or 'topk:K' (declared at register where files cannot say, as
+        # for circuit-tracer TopK sets); every job reloads the set with it
+        "activation": S,
         # Mean ln2 scale per layer over the corpus (index = position in `layers`): the weights
         # job divides raw virtual weights by it so magnitudes compare across layers.
         "ln2_scale_mean": PropType.FLOAT_LIST,
@@ -106,6 +111,9 @@ NODE_PROPS: dict[NodeKind, dict[str, PropType]] = {
         "status": S,
         "params": S,
         "code_version": S,
+        # Written by a live job's store every runs.HEARTBEAT_S; set by catalog/runs.py only.
+        "heartbeat_at": S,
+        "error": S,  # why a failed run failed (the error's class and first line)
     },
     NodeKind.CIRCUIT: {
         "name": S,
@@ -119,6 +127,9 @@ NODE_PROPS: dict[NodeKind, dict[str, PropType]] = {
     # One node per (set, layer, kind); the prompt and position live on the ATTRIBUTES edges.
     NodeKind.ERROR: {"set": S, "layer": INT, "kind": S},
     NodeKind.TARGET: {"task": S, "name": S, "kind": S},
+    # Label history (catalog/labels.py): written by people, never by ingest, so it survives
+    # re-ingest; `created_at` is ISO 8601 UTC.
+    NodeKind.LABEL: {"feature": S, "text": S, "author": S, "created_at": S},
 }
 for _props in NODE_PROPS.values():
     _props["run"] = S
@@ -160,6 +171,7 @@ REL_SPECS: dict[RelKind, RelSpec] = {
     RelKind.OF_TASK: RelSpec(((NodeKind.PROMPT, NodeKind.TASK),), {"run": S}),
     RelKind.IN_SET: RelSpec(((NodeKind.FEATURE, NodeKind.TRANSCODER_SET),), {"run": S}),
     RelKind.FOR_MODEL: RelSpec(((NodeKind.TRANSCODER_SET, NodeKind.MODEL),), {"run": S}),
+    RelKind.HAS_LABEL: RelSpec(((NodeKind.FEATURE, NodeKind.LABEL),), {"run": S}),
 }
 
 
@@ -219,3 +231,7 @@ def error_uid(set_uid: str, layer: int, kind: str) -> str:
 
 def target_uid(task: str, name: str) -> str:
     return f"{task}/target/{name}"
+
+
+def label_uid(feature: str, created_at: str) -> str:
+    return f"{feature}/label/{created_at}"

@@ -38,6 +38,28 @@ def edge_create(kind: RelKind, src: NodeKind, dst: NodeKind, props: list[str]) -
     return f"{_edge_match(src, dst)} CREATE (a)-[r:{kind} {{{values}}}]->(b)"
 
 
+def edge_delete(kind: RelKind, src: NodeKind, dst: NodeKind) -> str:
+    """Delete edges identified by endpoints plus the kind's key properties."""
+    key = " AND ".join(f"r.{quote(k)} = row.{quote(k)}" for k in REL_SPECS[kind].key)
+    where = f" WHERE {key}" if key else ""
+    return f"{_edge_match(src, dst)} MATCH (a)-[r:{kind}]->(b){where} DELETE r"
+
+
+def node_unset(kind: NodeKind, prop: str) -> str:
+    """Remove one property (a name from NODE_PROPS) from the nodes in $uids."""
+    return f"UNWIND $uids AS u MATCH (n:{kind} {{uid: u}}) SET n.{quote(prop)} = NULL"
+
+
+def node_delete(kind: NodeKind) -> str:
+    return f"UNWIND $uids AS u MATCH (n:{kind} {{uid: u}}) DETACH DELETE n"
+
+
+def lock_nodes(kind: NodeKind) -> str:
+    """Take write locks on the nodes in $uids (in list order: pass them sorted) until the
+    transaction ends, changing nothing: Neo4j's documented way to serialise writers."""
+    return f"UNWIND $uids AS u MATCH (n:{kind} {{uid: u}}) SET n._lock = true REMOVE n._lock"
+
+
 # Key properties worth filtering the existence check on: few distinct values per batch.
 FILTER_KEYS = ("via", "prompt")
 

@@ -31,9 +31,11 @@ def cypher(
     store: StoreOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Run a Cypher query. Read-only unless --write is given."""
-    with open_store(store) as catalog:
-        result = catalog.run_cypher(query, parse_params(param), write=write)
+    """Run a Cypher query. Without --write it is read-only: it cannot change the catalog, read
+    or write files, fetch URLs or act on the server (docs/neo4j.md, "Read-only")."""
+    params = parse_params(param)
+    with open_store(store, read_only=not write) as catalog:
+        result = catalog.run_cypher(query, params, write=write)
     typer.echo(render(result.columns, result.rows, fmt))
 
 
@@ -45,9 +47,10 @@ def named(
     store: StoreOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Run one of circuitcat's named queries with parameters."""
-    with open_store(store) as catalog:
-        records = catalog.query(name, **parse_params(param))
+    """Run one of circuitcat's named queries with parameters (read-only)."""
+    params = parse_params(param)
+    with open_store(store, read_only=True) as catalog:
+        records = catalog.query(name, **params)
     columns = list(records[0]) if records else []
     typer.echo(render(columns, [list(r.values()) for r in records], fmt))
 

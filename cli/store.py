@@ -28,11 +28,14 @@ def init(store: StoreOption = None) -> None:
 @app.command("info")
 @handle_errors
 def info(store: StoreOption = None, fmt: FormatOption = Format.table) -> None:
-    """Show the store's URI and version and the count of each node and relationship kind."""
-    with open_store(store) as catalog:
+    """Show the store's URI and version, the count of each node and relationship kind, and the
+    runs of each job by status (done, failed, running, or stale: left running by a dead job).
+    Opens the store read-only."""
+    with open_store(store, read_only=True) as catalog:
         i = catalog.info()
     rows = [["node", k, n] for k, n in i.nodes.items()]
     rows += [["relationship", k, n] for k, n in i.relationships.items()]
+    rows += [["run", f"{kind}/{status}", n] for (kind, status), n in i.runs.items()]
     if fmt is Format.table:
         typer.echo(f"store:   {i.uri}\nbackend: {i.backend}\nversion: {i.version}")
     typer.echo(render(["element", "kind", "count"], rows, fmt))
@@ -46,14 +49,27 @@ def copy(
     ],
     target: Annotated[str, typer.Option("--to", help="Store to copy into (path or bolt:// URI).")],
 ) -> None:
-    """Copy a whole catalog into another store, e.g. a local one to the team's Neo4j. Writes
-    MERGE, so copying again adds nothing. Neo4j credentials: CIRCUITCAT_NEO4J_USER/_PASSWORD."""
+    """Make a store equal another, e.g. the team's Neo4j equal a local catalog: adds what is
+    new, rewrites what changed, removes what the source no longer has (a replaced circuit's old
+    members, deleted edges), and reports each. Copying again changes nothing. Neo4j
+    credentials: CIRCUITCAT_NEO4J_USER/_PASSWORD."""
     from circuitcat.catalog.copy import copy_catalog
 
-    with open_store(source) as a, open_store(target) as b, err_console.status("copying") as st:
-        copied = copy_catalog(a, b, lambda kind, n: st.update(f"copied {n:,} {kind}"))
-    rows = [[kind, n] for kind, n in copied.items() if n]
-    typer.echo(f"copied {source} -> {target}\n" + render(["kind", "rows"], rows, Format.table))
+    with (
+        open_store(source, read_only=True) as a,
+        open_store(target) as b,
+        err_console.status("copying") as st,
+    ):
+        changes = copy_catalog(a, b, lambda kind, n: st.update(f"compared {n:,} {kind}"))
+    rows = [[k, c.rows, c.added, c.changed, c.removed] for k, c in changes.items()]
+    rows = [r for r in rows if any(r[1:])]
+    if not any(sum(r[2:]) for r in rows):
+        typer.echo(f"{b.uri} already equals {a.uri}: nothing changed")
+        return
+    typer.echo(
+        f"copied {a.uri} -> {b.uri}\n"
+        + render(["kind", "rows", "added", "changed", "removed"], rows, Format.table)
+    )
 
 
 @app.command("load")

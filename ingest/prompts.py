@@ -67,7 +67,7 @@ from .attribution import NodeKind as GraphKind
 from .models import LoadedModel
 from .prompt_rows import TARGET_NAME, prompt_graph_batches, write_prompt_graphs
 from .register import require_registered
-from .tasks import Metric, Task, TaskPrompt, score
+from .tasks import Metric, Task, TaskPrompt, check_fits, score
 from .transcoders.transcoder import TranscoderSet
 
 Method = Literal["graph", "paths"]
@@ -128,6 +128,20 @@ def parse_method(text: str) -> Method:
     if text == "paths":
         return "paths"
     raise IngestError(f"unknown method {text!r}; use 'graph' or 'paths'")
+
+
+def check_params(params: PromptParams) -> None:
+    """Every setting in range (IngestError naming the option), before anything is written."""
+    parse_method(params.method)
+    for name in ("node_threshold", "edge_threshold"):
+        value = getattr(params, name)
+        if not 0 < value <= 1:
+            flag = "--" + name.replace("_", "-")
+            raise IngestError(f"{flag} is a share of the total: 0 < {flag} <= 1 (got {value})")
+    for name in ("depth", "branches", "max_features", "batch_size"):
+        value = getattr(params, name)
+        if value is not None and value < 1:
+            raise IngestError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
 
 
 def reduce_graph(graph: PromptGraph, params: PromptParams) -> PromptGraph:
@@ -243,6 +257,8 @@ def run_prompts(
     model_uid = s.model_uid(loaded.name)
     set_uid = s.transcoder_set_uid(model_uid, tset.name)
     require_registered(store, set_uid, tset)
+    check_params(params)
+    check_fits(task, loaded.model.cfg.n_ctx)
     run = _start(store, task, {"task": task.name, "set": set_uid, **asdict(params)})
     done = done_prompts(store, task.name, set_uid)
     report = PromptsReport(run.uid, task.name, set_uid, len(task.prompts))

@@ -19,8 +19,8 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -178,6 +178,12 @@ def _parse_line(tokenizer: Any, line: str, where: str) -> TaskPrompt:
             ids[key] = tuple(single_token_id(tokenizer, v) for v in value)
         except TaskError as e:
             raise TaskError(f"{where}: field {key!r}: {e}") from e
+    shared = set(ids["correct"]) & set(ids["incorrect"])
+    both = sorted({v for v, i in zip(row["correct"], ids["correct"], strict=True) if i in shared})
+    if both:
+        raise TaskError(
+            f"{where}: {both} is both correct and incorrect; a token can only be one of them"
+        )
     return TaskPrompt(
         text=prompt,
         tokens=tuple(_encode(tokenizer, prompt)),
@@ -187,15 +193,32 @@ def _parse_line(tokenizer: Any, line: str, where: str) -> TaskPrompt:
     )
 
 
-def load_jsonl_task(path: Path, tokenizer: Any, name: str | None = None) -> Task:
-    """A custom task from a JSONL file, scored by logit difference."""
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file, read as it goes; bad bytes name their line."""
+    with path.open("rb") as f:
+        for i, raw in enumerate(f, start=1):
+            try:
+                yield i, raw.decode("utf-8-sig" if i == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise TaskError(
+                    f"{path}:{i}: not UTF-8 text (byte {e.start + 1} of the line); save the "
+                    "task file as UTF-8"
+                ) from e
+
+
+def load_jsonl_task(
+    path: Path, tokenizer: Any, name: str | None = None, n: int | None = None
+) -> Task:
+    """A custom task from a JSONL file (its first `n` prompts: the rest is never read), scored
+    by logit difference."""
     if not path.is_file():
         raise TaskError(f"task file {path} does not exist")
-    prompts = [
-        _parse_line(tokenizer, line, f"{path}:{i}")
-        for i, line in enumerate(path.read_text().splitlines(), start=1)
-        if line.strip()
-    ]
+    prompts: list[TaskPrompt] = []
+    for i, line in _lines(path):
+        if line.strip():
+            prompts.append(_parse_line(tokenizer, line, f"{path}:{i}"))
+        if n is not None and len(prompts) >= n:
+            break
     if not prompts:
         raise TaskError(f"task file {path} has no prompts; write one JSON object a line")
     return Task(
@@ -204,6 +227,16 @@ def load_jsonl_task(path: Path, tokenizer: Any, name: str | None = None) -> Task
         description=f"mean correct logit minus mean incorrect logit, prompts from {path.name}",
         prompts=tuple(prompts),
     )
+
+
+def check_fits(task: Task, n_ctx: int) -> None:
+    """Every prompt fits the model's context; TaskError naming the first that does not."""
+    for i, p in enumerate(task.prompts, start=1):
+        if len(p.tokens) > n_ctx:
+            raise TaskError(
+                f"prompt {i} of task {task.name!r} is {len(p.tokens)} tokens; the model reads "
+                f"at most {n_ctx}: shorten it ({p.text[:40]!r}...)"
+            )
 
 
 def _id_mask(rows: Sequence[tuple[int, ...]], d_vocab: int) -> torch.Tensor:
@@ -254,9 +287,10 @@ def load_task(
 ) -> Task:
     """`greater-than` (n prompts from `split`, picked by `seed`), or a JSONL task file (its first
     n prompts) named `name`."""
+    if n is not None and n < 1:
+        raise TaskError(f"--n must be at least 1 (got {n}); leave it out for the default")
     if prompts is not None:
-        task = load_jsonl_task(prompts, tokenizer, name=name)
-        return replace(task, prompts=task.prompts[:n]) if n else task
+        return load_jsonl_task(prompts, tokenizer, name=name, n=n)
     if name == "greater-than":
         return greater_than(tokenizer, n=n or 100, seed=seed, split=split)
     raise TaskError(

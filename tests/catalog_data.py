@@ -8,6 +8,7 @@ from circuitcat.catalog import EdgeBatch, NodeBatch, NodeKind, RelKind
 from circuitcat.catalog import schema as s
 from circuitcat.catalog.records import (
     CircuitRecord,
+    LabelRecord,
     ModelRecord,
     PromptRecord,
     RunRecord,
@@ -31,6 +32,13 @@ SET = TranscoderSetRecord(
     run=RUN.uid,
 )
 N_FEATURES, N_TOKENS = 6, 5
+LABEL = LabelRecord(
+    feature=s.feature_uid(SET.uid, 1, 0),
+    text="year after 32",
+    author="alice",
+    created_at="2026-01-02T00:00:00+00:00",
+    run=RUN.uid,
+)
 
 
 def feature_uids(layer: int) -> list[str]:
@@ -140,6 +148,7 @@ def node_batches() -> list[NodeBatch]:
         records_to_batch([task]),
         records_to_batch(prompts),
         records_to_batch([circuit]),
+        records_to_batch([LABEL]),
     ]
 
 
@@ -269,6 +278,7 @@ def edge_batches() -> list[EdgeBatch]:
             [SET.uid] * (3 * N_FEATURES),
             {"run": run * (3 * N_FEATURES)},
         ),
+        EdgeBatch(RelKind.HAS_LABEL, F, NodeKind.LABEL, [LABEL.feature], [LABEL.uid], {"run": run}),
         EdgeBatch(
             RelKind.FOR_MODEL,
             NodeKind.TRANSCODER_SET,
@@ -377,6 +387,7 @@ EXPECTED_NODES = {
     "Circuit": 1,
     "Error": 2,
     "Target": 1,
+    "Label": 1,
 }
 EXPECTED_RELS = {
     "VIRTUAL_WEIGHT": 48,
@@ -387,4 +398,5 @@ EXPECTED_RELS = {
     "OF_TASK": 2,
     "IN_SET": 18,
     "FOR_MODEL": 1,
+    "HAS_LABEL": 1,
 }

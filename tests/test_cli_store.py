@@ -77,6 +77,7 @@ def test_init_info_and_cypher(store_env: dict[str, str]) -> None:
 
 def test_write_queries_need_write(store_env: dict[str, str]) -> None:
     create = "CREATE (t:Task {uid: 'x', name: 'x'})"
+    assert run(store_env, "store", "init")[0] == 0  # a read-only query never creates a catalog
     code, _, err = run(store_env, "query", "cypher", create)
     assert code == 1 and "pass --write" in err and "Traceback" not in err
     code, _, _ = run(store_env, "query", "cypher", create, "--write")

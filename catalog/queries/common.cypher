@@ -17,8 +17,8 @@ ORDER BY uid
 // name: transcoder_set
 MATCH (s:TranscoderSet {uid: $uid})-[:FOR_MODEL]->(m:Model)
 RETURN s.uid AS uid, s.name AS name, s.format AS format, s.source AS source,
-       s.processing AS processing, m.uid AS model, m.name AS model_name,
-       m.source AS model_source
+       s.processing AS processing, s.activation AS activation, m.uid AS model,
+       m.name AS model_name, m.source AS model_source
 
 // name: feature
 MATCH (f:Feature {uid: $uid})
@@ -84,6 +84,19 @@ RETURN r.uid AS uid, r.kind AS kind, r.status AS status, r.started_at AS started
        r.finished_at AS finished_at, r.params AS params
 ORDER BY started_at DESC, uid
 LIMIT $limit
+
+// name: run_status
+// How many runs of each kind ended how: done, failed, or still running.
+MATCH (r:Run)
+RETURN r.kind AS kind, r.status AS status, count(r) AS n
+ORDER BY kind, status
+
+// name: running_runs
+// Runs not finished, with their last heartbeat (catalog/runs.py decides which are stale).
+MATCH (r:Run)
+WHERE r.status = 'running'
+RETURN r.uid AS uid, r.kind AS kind, r.started_at AS started_at, r.heartbeat_at AS heartbeat_at
+ORDER BY started_at, uid
 
 // name: set_feature_count
 MATCH (f:Feature)
