@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint unit neo4j bench clean
+.PHONY: install demo test lint unit neo4j bench web-assets clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ neo4j:  ## a local Neo4j in the foreground, for poking at with the CLI
 bench: install  ## benchmarks; results go to docs/benchmarks.md
 	$(BIN)/python -m bench.store_load --write-docs
 	$(BIN)/python -m bench.weights --write-docs
+	$(BIN)/python -m bench.api --write-docs
+
+web-assets:  ## rebuild cli/web/static/vendor (d3 and its licences) from npm; needs node and npm
+	cd cli/web && npm ci --no-audit --no-fund
+	bash cli/web/vendor.sh
 
 clean:
 	bash docker/neo4j-local/neo4j-local.sh stop || true

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -107,3 +108,17 @@ def _summary(console: Console, r: DemoReport, picture: Path) -> None:
     console.print('\n[bold]Try next[/bold] (circuitcat query cypher "..."):')
     for what, query in TRY_NEXT:
         console.print(f"  # {what}\n  {query}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        "\n[bold]Browse it[/bold] (feature pages, the circuit as a graph, prompt graphs, search):"
+    )
+    console.print(
+        f"  {serve_command(r.store_uri)}\n  then open http://127.0.0.1:8000/",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def serve_command(store_uri: str) -> str:
+    """The command that serves the catalog the demo built."""
+    return f"circuitcat serve --store {shlex.quote(store_uri)}"

@@ -1,7 +1,9 @@
-"""`circuitcat feature show UID`: one feature's dashboard, read from the catalog."""
+"""`circuitcat feature show UID`: one feature's dashboard, read from the catalog; `feature label`
+labels it."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 from typing import Annotated, Any
@@ -122,3 +124,37 @@ def _dashboard(console: Console, f: dict[str, Any], sources: list[dict[str, Any]
             for r in sources
         ]
         console.print(f"[bold]reads from[/bold] {', '.join(reads)}")
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no USER variable and no password-file entry (containers)
+        return "unknown"
+
+
+@app.command("label")
+@handle_errors
+def label(
+    uid: Annotated[
+        str, typer.Argument(help="Feature uid, e.g. toy-years/tc-v1/L0/156, or L0/156 with --set.")
+    ],
+    text: Annotated[str, typer.Argument(help="The label, e.g. 'start year in the 90s'.")],
+    author: Annotated[
+        str | None,
+        typer.Option(envvar="CIRCUITCAT_AUTHOR", help="Who gives the label [default: login name]."),
+    ] = None,
+    set_uid: SetOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Label a feature. Each label keeps its author and time; earlier ones stay as its history
+    (shown on the feature page of `circuitcat serve`) and the newest is the feature's label.
+    Labels survive re-ingest and travel with `store copy`."""
+    from circuitcat.catalog.labels import add_label
+
+    with open_store(store) as catalog:
+        uid = _resolve_uid(catalog, uid, set_uid)
+        stored = add_label(catalog, uid, text, author or _login_name())
+    typer.echo(
+        f"labelled {uid}: {stored['text']!r} by {stored['author']} at {stored['created_at']}"
+    )

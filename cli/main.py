@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import circuit, demo, feature, ingest, prompt, query, store, toy
+from . import circuit, demo, feature, ingest, prompt, query, serve, store, toy
 
 app = typer.Typer(
     name="circuitcat",
@@ -20,6 +20,7 @@ app.add_typer(circuit.app, name="circuit")
 app.add_typer(feature.app, name="feature")
 app.add_typer(toy.app, name="toy")
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

@@ -26,5 +26,18 @@ if [ -z "${NEO4J_URI:-}" ] && command -v java >/dev/null && command -v mvn >/dev
   echo "   $NEO4J_URI"
 fi
 
+# The browser tests of `circuitcat serve` drive Debian's chromium (tests/test_web_browser.py).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "== installing chromium and chromium-driver (log: .venv/apt-chromium.log)"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  if command -v apt-get >/dev/null && { [ -z "$sudo" ] || sudo -n true 2>/dev/null; }; then
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+        chromium chromium-driver; } > .venv/apt-chromium.log 2>&1 \
+      || { tail -20 .venv/apt-chromium.log; echo "   chromium did not install: browser tests skip (fail with CI=true)"; }
+  else
+    echo "   no apt-get or no root: install chromium and chromium-driver; browser tests skip (fail with CI=true)"
+  fi
+fi
+
 echo "== pytest"
 $BIN/pytest -q "$@"

@@ -1,0 +1,78 @@
+"""The one open store a server process reads through, and the lock the embedded engine needs.
+
+Ladybug runs in process and one connection serves one query at a time, so requests take turns
+on it; the Neo4j driver pools its own connections, so requests run side by side.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+from circuitcat.catalog import CatalogStore, QueryResult, open_store
+from circuitcat.catalog.errors import CircuitcatError, QueryError
+
+from .config import ServeConfig
+
+
+class ServedCatalog:
+    """The store, opened once for the process."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self._store: CatalogStore | None = None
+        self._lock: threading.Lock | nullcontext[None] = nullcontext()
+
+    def open(self) -> None:
+        # Read-only unless someone may write labels; the schema is created only by a writer
+        # (a Neo4j user with read rights only cannot create constraints).
+        writable = self.config.writable
+        self._store = open_store(self.config.store, init=writable, read_only=not writable)
+        if self._store.backend == "ladybug":
+            self._lock = threading.Lock()
+            if not writable and not _has_label_tables(self._store):
+                # A catalog from before labels: add the (empty) tables once, as any writing
+                # command would, then read it read-only again.
+                self._store.close()
+                open_store(self.config.store).close()
+                self._store = open_store(self.config.store, read_only=True)
+
+    @property
+    def is_open(self) -> bool:
+        return self._store is not None
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def backend(self) -> str:
+        return self.store.backend
+
+    @property
+    def store(self) -> CatalogStore:
+        if self._store is None:
+            raise CircuitcatError("the server's store is not open")
+        return self._store
+
+    @contextmanager
+    def use(self) -> Iterator[CatalogStore]:
+        """The store, for one request's reads (or one label write)."""
+        with self._lock:
+            yield self.store
+
+    def cypher(self, text: str, params: Mapping[str, Any]) -> QueryResult:
+        """Ad hoc Cypher through the store's read-only path, under the server's timeout."""
+        with self.use() as store:
+            return store.run_cypher(text, params, write=False, timeout=self.config.cypher_timeout_s)
+
+
+def _has_label_tables(store: CatalogStore) -> bool:
+    try:
+        store.query("web_feature_labels", uid="", limit=1)
+    except QueryError:
+        return False
+    return True
