@@ -17,10 +17,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
-from transformer_lens.hook_points import HookPoint
 
 from circuitcat.catalog.errors import ModelLoadError, TranscoderLoadError
 from circuitcat.ingest.tasks import Task, batch_tokens, score
+from circuitcat.ingest.transcoders import replace
 from circuitcat.ingest.transcoders.training import collect_activations, measure_transcoder
 from circuitcat.ingest.transcoders.transcoder import TranscoderSet
 
@@ -59,23 +59,9 @@ class EvalReport:
 
 
 def replacement_hooks(tset: TranscoderSet, layers: Sequence[int]) -> list[Hook]:
-    """Forward hooks that swap each listed layer's MLP output for its transcoder's output."""
-    hooks: list[Hook] = []
-    for layer in layers:
-        tc = tset[layer]
-        stash: dict[str, Tensor] = {}
-
-        def keep_input(x: Tensor, hook: HookPoint, stash: dict[str, Tensor] = stash) -> None:
-            stash["x"] = x
-
-        def replace_output(
-            out: Tensor, hook: HookPoint, stash: dict[str, Tensor] = stash, tc: Any = tc
-        ) -> Tensor:
-            return tc(stash.pop("x").to(tc.W_enc.dtype)).to(out.dtype)
-
-        hooks.append((tc.cfg.input_hook, keep_input))
-        hooks.append((tc.cfg.output_hook, replace_output))
-    return hooks
+    """Forward hooks that swap each listed layer's MLP output for its transcoder's output
+    (every kind: skip connections, cross-layer decoders; see transcoders/replace.py)."""
+    return replace.replacement_hooks(tset, layers)
 
 
 def require_tokenizer(model: HookedTransformer) -> Any:

@@ -28,9 +28,9 @@ from circuitcat.catalog import schema as s
 
 from .circuits import get_circuit
 from .corpus import open_corpus, tokenize
-from .evaluate import replacement_hooks
 from .models import LoadedModel
 from .tasks import Task, batch_tokens, score
+from .transcoders.replace import replacement_hooks
 from .transcoders.transcoder import TranscoderSet
 
 Hook = tuple[str, Callable[..., Any]]
@@ -102,29 +102,17 @@ def sample_means(
 def ablation_hooks(
     tset: TranscoderSet, keep: dict[int, Tensor], means: dict[int, Tensor]
 ) -> list[Hook]:
-    """Every MLP replaced by its transcoder; features not in `keep` set to their mean."""
-    hooks: list[Hook] = []
-    for layer in tset.layers:
-        tc = tset[layer]
-        stash: dict[str, Tensor] = {}
+    """Every MLP replaced by its transcoder; features not in `keep` set to their mean.
 
-        def keep_input(x: Tensor, hook: Any, stash: dict[str, Tensor] = stash) -> None:
-            stash["x"] = x
+    The activation is set before decoding, so a cross-layer feature is ablated in every layer
+    it writes to. The replaced model runs live: a ReLU or JumpReLU gate and a TopK selection
+    are recomputed on each pass (TopK re-selection is not frozen), as any transcoder runs;
+    freezing happens only in per-prompt attribution (see ingest/attribution/frozen.py)."""
 
-        def replace_output(
-            out: Tensor,
-            hook: Any,
-            stash: dict[str, Tensor] = stash,
-            tc: Any = tc,
-            k: Tensor = keep[layer],
-            m: Tensor = means[layer],
-        ) -> Tensor:
-            z = tc.encode(stash.pop("x").to(tc.W_enc.dtype))
-            z = torch.where(k.to(z.device), z, m.to(z))
-            return tc.decode(z).to(out.dtype)
+    def edit(layer: int, z: Tensor) -> Tensor:
+        return torch.where(keep[layer].to(z.device), z, means[layer].to(z))
 
-        hooks += [(tc.cfg.input_hook, keep_input), (tc.cfg.output_hook, replace_output)]
-    return hooks
+    return replacement_hooks(tset, tset.layers, edit)
 
 
 def task_metric(model: Any, task: Task, hooks: Sequence[Hook] = (), batch_size: int = 100) -> float:

@@ -103,10 +103,14 @@ def load_pair(
     processing: dict[str, bool] | None = None,
     allow_pickle: bool = False,
     model_name: str | None = None,
+    activation: str | None = None,
 ) -> tuple[LoadedModel, TranscoderSet]:
     """The transcoder set at `transcoders`, and `model` loaded with the processing it needs
-    (`processing` only for a set that records none), encoders adapted to that model."""
-    tset = load_transcoders(transcoders, allow_pickle=allow_pickle, device=device)
+    (`processing` only for a set that records none), encoders adapted to that model.
+    `activation` declares what the files cannot carry ('topk:K'; see load_transcoders)."""
+    tset = load_transcoders(
+        transcoders, allow_pickle=allow_pickle, device=device, activation=activation
+    )
     flags = needed_processing(tset, processing)
     loaded = load_model(
         model,
@@ -131,6 +135,7 @@ class RegisteredSet:
     model_source: str
     transcoders_source: str
     processing: dict[str, bool]
+    activation: str | None = None  # as registered ('relu', 'jumprelu', 'topk:K'); None: unknown
 
 
 def registered_set(store: CatalogStore, set_uid: str | None = None) -> RegisteredSet:
@@ -157,6 +162,7 @@ def registered_set(store: CatalogStore, set_uid: str | None = None) -> Registere
         model_source=str(row["model_source"]),
         transcoders_source=str(row["source"]),
         processing={k: bool(v) for k, v in processing.items() if k in PROCESSING_FLAGS},
+        activation=str(row["activation"]) if row.get("activation") else None,
     )
 
 
@@ -215,6 +221,7 @@ def load_registered(
         processing=reg.processing or None,
         allow_pickle=allow_pickle,
         model_name=reg.model_name,
+        activation=reg.activation,
     )
     tset.name = reg.name
     return loaded, tset

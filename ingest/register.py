@@ -61,6 +61,7 @@ def set_record(tset: TranscoderSet, model_name: str, run: str) -> TranscoderSetR
         output_hook=first.output_hook.replace(f".{first.layer}.", ".{layer}."),
         sha256=tset.sha256,
         processing=tset.processing,
+        activation=tset.activation,
         run=run,
     )
 
@@ -152,8 +153,9 @@ def register(store: CatalogStore, loaded: LoadedModel, tset: TranscoderSet) -> R
     known = _registered_sha(store, tset_rec.uid)
     if known is not None and known != tset.sha256:
         raise IngestError(
-            f"transcoder set {tset_rec.uid!r} is already registered from different files "
-            f"(sha256 {known[:12]}... vs {tset.sha256[:12]}...); register these under a new "
+            f"transcoder set {tset_rec.uid!r} is already registered from different files or "
+            f"with another --activation (sha256 {known[:12]}... vs {tset.sha256[:12]}...); "
+            "register these under a new "
             "name with --name (e.g. a version suffix)"
         )
     features = _features(tset, tset_rec.uid, run.uid)

@@ -290,12 +290,14 @@ def real_readout(
 
 
 def write_of(fp: FrozenPrompt, graph: PromptGraph, node: int) -> Tensor:
-    """What a feature or error node writes into hook_mlp_out at its layer and position."""
+    """What a feature or error node writes into hook_mlp_out at its layer and position (a
+    per-layer feature's only write)."""
     layer, pos = int(graph.layer[node]), int(graph.pos[node])
     if graph.kind[node] == NodeKind.ERROR:
         return fp.errors[layer, pos]
     i = int((graph.kind[:node] == NodeKind.FEATURE).sum())
-    return fp.feat_act[i] * fp.feat_dec[i]
+    (w,) = torch.nonzero(fp.write_feat == i).flatten().tolist()
+    return fp.feat_act[i] * fp.write_dec[w]
 
 
 def test_edges_match_ablation_in_real_model(

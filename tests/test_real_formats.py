@@ -8,9 +8,12 @@ For every (family x layout) a user would pair:
 - the CLI runs register -> features -> weights -> prompts -> circuit find -> circuit verify, with
   `register` run from the fixtures folder with relative paths and every later job from another
   folder, naming neither the model nor the transcoders;
-- per family, the prompt graph is complete and its edges match ablations of the frozen model.
-Kinds this release does not support are refused at `register` with one line, writing nothing.
-docs/ingest-your-model.md carries the support matrix this file renders from the manifest.
+- per family, and per transcoder kind (JumpReLU, TopK, skip, JumpReLU + skip, cross-layer), the
+  prompt graph is complete and its edges match ablations of the frozen model.
+Which kinds load is decided here (SUPPORTED_KINDS), not by the manifest, which records the
+fixtures' facts. circuit-tracer writes a TopK set like a ReLU one, so TopK sets are registered
+with `--activation topk:K`. docs/ingest-your-model.md carries the support matrix this file
+renders from the manifest.
 """
 
 from __future__ import annotations
@@ -39,11 +42,10 @@ FIXTURES = Path(__file__).parent / "fixtures" / "real_formats"
 MANIFEST = json.loads((FIXTURES / "MANIFEST.json").read_text())
 MODELS = {m["family"]: m for m in MANIFEST["models"]}
 SETS = MANIFEST["transcoder_sets"]
-SUPPORTED = [s for s in SETS if s["loads_as"]["supported_today"]]
-# circuit-tracer writes no marker for TopK (its files equal a ReLU set's; its own loader reads
-# them back as ReLU), so files alone cannot be refused: docs/ingest-your-model.md says so.
-UNMARKED = [s for s in SETS if s["kind"] == "topk" and s["layout"].startswith("circuit-tracer")]
-REFUSED = [s for s in SETS if not s["loads_as"]["supported_today"] and s not in UNMARKED]
+# the manifest's kinds this release loads and runs through every job
+SUPPORTED_KINDS = {"relu", "jumprelu", "skip", "jumprelu+skip", "topk", "clt"}
+SUPPORTED = [s for s in SETS if s["kind"] in SUPPORTED_KINDS]
+REFUSED = [s for s in SETS if s["kind"] not in SUPPORTED_KINDS]
 FAMILIES = list(MODELS)
 DOC = Path(__file__).parents[1] / "docs" / "ingest-your-model.md"
 JOBS = ("register", "features", "weights", "prompts", "circuit find", "circuit verify")
@@ -72,6 +74,10 @@ def set_id(s: dict[str, Any]) -> str:
     return f"{s['family']}-{s['layout']}"
 
 
+def _key(s: dict[str, Any]) -> str:
+    return f"{s['family']}/{s['layout']}"
+
+
 def model_dir(s: dict[str, Any]) -> Path:
     return FIXTURES / MODELS[s["family"]]["path"]
 
@@ -80,13 +86,26 @@ def references(s: dict[str, Any]) -> dict[str, torch.Tensor]:
     return load_file(str(FIXTURES / s["reference"]))
 
 
+def declared(s: dict[str, Any]) -> str | None:
+    """What register needs told: circuit-tracer's TopK files carry no k (the manifest says it:
+    'TopK(k=8), not stored in the file')."""
+    match = re.match(r"TopK\(k=(\d+)\)", str(s.get("activation", "")))
+    return f"topk:{match.group(1)}" if s["kind"] == "topk" and match else None
+
+
+def activation_args(s: dict[str, Any]) -> list[str]:
+    spec = declared(s)
+    return ["--activation", spec] if spec else []
+
+
 # --------------------------------------------------------------------------------------------
 # activations against the libraries' own encode
 
 
 @pytest.mark.parametrize("tset_info", SUPPORTED, ids=set_id)
 def test_same_inputs_give_the_library_activations(tset_info: dict[str, Any]) -> None:
-    ref, tset = references(tset_info), load_transcoders(FIXTURES / tset_info["path"])
+    ref = references(tset_info)
+    tset = load_transcoders(FIXTURES / tset_info["path"], activation=declared(tset_info))
     for layer in tset.layers:
         ours = tset[layer].encode(ref[f"x.{layer}"].float())
         torch.testing.assert_close(ours, ref[f"acts.{layer}"].float(), atol=1e-5, rtol=1e-5)
@@ -98,7 +117,9 @@ def test_activations_through_the_model_match_the_library(tset_info: dict[str, An
     transcoders' input hook, encoded by us, equals the library's encode of the HF model's own
     MLP input."""
     ref = references(tset_info)
-    loaded, tset = load_pair(str(model_dir(tset_info)), str(FIXTURES / tset_info["path"]))
+    loaded, tset = load_pair(
+        str(model_dir(tset_info)), str(FIXTURES / tset_info["path"]), activation=declared(tset_info)
+    )
     tokens = load_file(str(FIXTURES / MODELS[tset_info["family"]]["reference"]))["tokens"]
     hooks = {tset[layer].cfg.input_hook for layer in tset.layers}
     with torch.no_grad():
@@ -110,6 +131,26 @@ def test_activations_through_the_model_match_the_library(tset_info: dict[str, An
         theirs = ref[f"acts_model.{layer}"].float().reshape(ours.shape)
         assert (ours - theirs).abs().max().item() < 1e-4, f"layer {layer}"
         assert (theirs > 0).any(), "the fixture should activate some features"
+
+
+LIBRARY_OUTPUTS = load_file(str(FIXTURES.parent / "library_outputs.safetensors"))
+KIND_SETS = [s for s in SUPPORTED if any(k.startswith(f"{_key(s)}/") for k in LIBRARY_OUTPUTS)]
+
+
+@pytest.mark.parametrize("tset_info", KIND_SETS, ids=set_id)
+def test_outputs_equal_the_library_forward(tset_info: dict[str, Any]) -> None:
+    """What replaces each MLP (decoders of every layer that writes there, b_dec, the skip)
+    equals the library's own forward / reconstruction (tests/fixtures/make_library_outputs.py)
+    on the same inputs."""
+    ref = references(tset_info)
+    tset = load_transcoders(FIXTURES / tset_info["path"], activation=declared(tset_info))
+    x = {layer: ref[f"x.{layer}"].float() for layer in tset.layers}
+    with torch.no_grad():
+        acts = {layer: tset[layer].encode(x[layer]) for layer in tset.layers}
+        for layer in tset.layers:
+            theirs = LIBRARY_OUTPUTS[f"{_key(tset_info)}/out.{layer}"]
+            ours = tset.output(layer, acts, x[layer])
+            torch.testing.assert_close(ours, theirs, atol=2e-6, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,6 +182,7 @@ def test_every_job_runs_from_the_registered_set(
     out = invoke(
         "ingest", "register", MODELS[tset_info["family"]]["path"],
         "--transcoders", tset_info["path"], "--device", "cpu", "--store", store,
+        *activation_args(tset_info),
     )  # fmt: skip
     assert "registered:" in out
     monkeypatch.chdir(user_files / "elsewhere")  # every later job from another folder
@@ -193,14 +235,28 @@ def family_set(family: str) -> dict[str, Any]:
     return next(s for s in SUPPORTED if s["family"] == family and s["layout"] == "saelens")
 
 
-ATTRIBUTION_CASES = [family_set(f) for f in FAMILIES] + [
-    s for s in SUPPORTED if s["layout"] == "saelens-mlp-in"
-]
+KIND_LAYOUTS = (
+    "saelens-jumprelu",
+    "saelens-skip",
+    "saelens-jumprelu-skip",
+    "circuit-tracer-jumprelu",
+    "circuit-tracer-skip",
+    "circuit-tracer-topk",
+    "circuit-tracer-clt",
+    "gemmascope-npz-jumprelu",
+)
+ATTRIBUTION_CASES = (
+    [family_set(f) for f in FAMILIES]
+    + [s for s in SUPPORTED if s["layout"] == "saelens-mlp-in"]
+    + [s for s in SUPPORTED if s["layout"] in KIND_LAYOUTS]
+)
 
 
 @pytest.mark.parametrize("tset_info", ATTRIBUTION_CASES, ids=set_id)
 def test_attribution_is_complete_and_matches_ablation(tset_info: dict[str, Any]) -> None:
-    loaded, tset = load_pair(str(model_dir(tset_info)), str(FIXTURES / tset_info["path"]))
+    loaded, tset = load_pair(
+        str(model_dir(tset_info)), str(FIXTURES / tset_info["path"]), activation=declared(tset_info)
+    )
     tokens = load_file(str(FIXTURES / MODELS[tset_info["family"]]["reference"]))["tokens"]
     tokens = tokens.reshape(-1)
     targets = [LogitTarget(int(tokens[-1]))]
@@ -216,26 +272,56 @@ def test_attribution_is_complete_and_matches_ablation(tset_info: dict[str, Any])
         changed = readout(fp, rows, frozen_forward(fp, **ablate(fp, graph, src)))
         delta = (base - changed)[row_of[dst]].item()
         worst = max(worst, abs(delta - graph.w[e].item()) / max(1.0, abs(delta)))
-    print(f"\n{set_id(tset_info):24s} completeness {completeness:.1e} ablation {worst:.1e}")
+    print(f"\n{set_id(tset_info):32s} {tset.kind:18s} completeness {completeness:.1e} "
+          f"ablation {worst:.1e}")  # fmt: skip
     assert worst < 1e-4
 
 
 # --------------------------------------------------------------------------------------------
-# kinds for a later release: one clear line, nothing written
+# what the files cannot say is declared, and checked
 
 
-@pytest.mark.parametrize("tset_info", REFUSED, ids=set_id)
-def test_unsupported_kinds_are_refused_at_register(
-    tset_info: dict[str, Any], tmp_path: Path
+@pytest.mark.parametrize("layout", ["circuit-tracer-jumprelu", "saelens-skip"])
+def test_a_topk_declaration_that_contradicts_the_files_is_refused(
+    layout: str, tmp_path: Path
 ) -> None:
+    """Only ReLU files can be declared TopK (circuit-tracer's TopK files look like ReLU ones);
+    a JumpReLU set is refused in one line and nothing is written. A skip set is ReLU + skip, so
+    it may be declared TopK: the skip stays."""
     store = str(tmp_path / "catalog")
-    args = ["ingest", "register", str(model_dir(tset_info)), "--transcoders"]
-    result = CliRunner().invoke(app, [*args, str(FIXTURES / tset_info["path"]), "--store", store])
-    assert result.exit_code == 1, result.output
-    assert result.output.startswith("error:") and "not supported yet" in result.output
-    assert "Traceback" not in result.output
-    with open_store(store) as s:
-        assert s.query("transcoder_sets") == []
+    s = next(x for x in SETS if x["family"] == "gpt2" and x["layout"] == layout)
+    args = ["ingest", "register", str(model_dir(s)), "--transcoders", str(FIXTURES / s["path"])]
+    result = CliRunner().invoke(app, [*args, "--activation", "topk:8", "--store", store])
+    with open_store(store) as catalog:
+        registered = catalog.query("transcoder_sets")
+    if s["kind"] == "jumprelu":
+        assert result.exit_code == 1 and result.output.startswith("error:")
+        assert "cannot override" in result.output and "Traceback" not in result.output
+        assert registered == []
+    else:
+        assert result.exit_code == 0, result.output
+        (row,) = registered
+        with open_store(store) as catalog:
+            (full,) = catalog.query("transcoder_set", uid=row["uid"])
+        assert full["activation"] == "topk:8"
+
+
+def test_the_declared_activation_travels_with_the_set(tmp_path: Path) -> None:
+    """Registered with --activation topk:8, every later job reloads the set as TopK."""
+    s = next(x for x in SETS if x["family"] == "gpt2" and x["layout"] == "circuit-tracer-topk")
+    store = str(tmp_path / "catalog")
+    invoke("ingest", "register", str(model_dir(s)), "--transcoders", str(FIXTURES / s["path"]),
+           "--activation", "topk:8", "--store", store)  # fmt: skip
+    from circuitcat.ingest.inputs import load_registered
+
+    with open_store(store) as catalog:
+        _, tset = load_registered(catalog)
+    assert tset.activation == "topk:8" and tset[0].k == 8
+    result = CliRunner().invoke(
+        app, ["ingest", "register", str(model_dir(s)), "--transcoders",
+              str(FIXTURES / s["path"]), "--store", store],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "another --activation" in result.output
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,12 +336,12 @@ def support_matrix() -> str:
     ]
     for s in SETS:
         model = MODELS[s["family"]]["class"]
-        if s["loads_as"]["supported_today"]:
-            marks = ["yes"] * len(JOBS)
-        elif s in UNMARKED:
-            marks = ["loads as ReLU (no TopK marker in the files)"] + ["-"] * (len(JOBS) - 1)
-        else:
+        if s in REFUSED:
             marks = ["refused"] + ["-"] * (len(JOBS) - 1)
+        elif declared(s):
+            marks = [f"yes (`--activation {declared(s)}`)"] + ["yes"] * (len(JOBS) - 1)
+        else:
+            marks = ["yes"] * len(JOBS)
         lines.append(
             f"| {s['family']} (`{model}`) | {s['layout']} | {s['library']} "
             f"{s['library_version']} | {s['kind']} | " + " | ".join(marks) + " |"

@@ -178,7 +178,7 @@ def test_saelens_parent_folder_and_transposed_encoder(tmp_path: Path) -> None:
     ("cfg", "message"),
     [
         ({"apply_b_dec_to_input": True}, "'apply_b_dec_to_input' is true, expected false"),
-        ({"architecture": "jumprelu_transcoder"}, "not supported yet"),
+        ({"architecture": "topk"}, "'architecture' is 'topk', which is not supported yet"),
         ({"activation_fn_str": "topk"}, "'activation_fn_str' is 'topk', expected 'relu'"),
         ({"d_out": None}, "field 'd_out' is missing"),
         (
@@ -196,16 +196,16 @@ def test_saelens_config_errors(tmp_path: Path, cfg: dict[str, object], message: 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [({"threshold": torch.zeros(D_TC)}, "JumpReLU"), ({"W_skip": torch.zeros(4, 4)}, "skip")],
+    [({"threshold": torch.zeros(D_TC)}, "threshold"), ({"W_skip": torch.zeros(4, 4)}, "W_skip")],
 )
-def test_saelens_variant_tensors_refused(
+def test_saelens_tensors_the_architecture_does_not_use_are_refused(
     tmp_path: Path, extra: dict[str, Tensor], message: str
 ) -> None:
     folder = _write_saelens(tmp_path / "sae", 0, _ref(3))
     ref = _ref(3)
     tensors = {"W_enc": ref.W_enc, "b_enc": ref.b_enc, "W_dec": ref.W_dec, "b_dec": ref.b_dec_out}
     save_file({**tensors, **extra}, str(folder / "sae_weights.safetensors"))
-    with pytest.raises(TranscoderLoadError, match=f"{message}.*not supported yet"):
+    with pytest.raises(TranscoderLoadError, match=f"'{message}' is present.*does not use it"):
         load_transcoders(folder)
 
 
@@ -330,8 +330,9 @@ def test_circuit_tracer(tmp_path: Path, folded_model: HookedTransformer, listed:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"activation": "topk"}, "'activation' is 'topk'; circuitcat loads ReLU"),
-        ({"model_kind": "cross_layer_transcoder"}, "cross-layer transcoders are not supported"),
+        ({"activation": "topk"}, "'activation' is 'topk'.*--activation topk:K"),
+        ({"model_kind": "cross_layer_transcoder"}, "needs W_enc_0.safetensors"),
+        ({"model_kind": "sparse_autoencoder"}, "'model_kind' is 'sparse_autoencoder'"),
         ({"feature_input_hook": None}, "'feature_input_hook' is missing"),
         ({"transcoders": ["hf://org/repo/gone.safetensors"]}, r"transcoders\[0\] is"),
     ],
@@ -345,7 +346,7 @@ def test_circuit_tracer_config_errors(
     assert "config.yaml" in str(excinfo.value)
 
 
-def test_circuit_tracer_jumprelu_refused(tmp_path: Path) -> None:
+def test_circuit_tracer_zero_threshold_is_relu(tmp_path: Path) -> None:
     folder = _write_circuit_tracer(tmp_path / "ct", {0: _ref(31)})
     ref = _ref(31)
     save_file(
@@ -358,8 +359,9 @@ def test_circuit_tracer_jumprelu_refused(tmp_path: Path) -> None:
         },
         str(folder / "layer_0.safetensors"),
     )
-    with pytest.raises(TranscoderLoadError, match=r"layer_0.safetensors.*JumpReLU"):
-        load_transcoders(folder)
+    tset = load_transcoders(folder)  # pre * (pre > 0) is ReLU
+    assert tset.kind == "relu" and tset[0].threshold is None
+    _assert_matches(tset, {0: ref})
 
 
 # --- the paper's GPT-2 transcoders -----------------------------------------------------------

@@ -51,9 +51,9 @@ def freeze(
 ) -> FrozenPrompt:
     """Run `model` once on `tokens` and freeze its local replacement model (fp32, `device`).
 
-    `max_features` keeps the strongest active features by activation x ||W_dec row|| and folds
-    the others' writes into the error terms. Raises IngestError for architectures this
-    linearisation does not cover.
+    `max_features` keeps the strongest active features by |activation| x the norm of all
+    their decoder rows and folds the others' writes into the error terms. Raises IngestError
+    for architectures this linearisation does not cover.
     """
     ht = hooked(model)
     check_supported(ht, tset)
@@ -66,12 +66,11 @@ def freeze(
     weights = _copy_weights(ht, tset, dev)
     feats = _active_features(tset, run["mlp_in"], max_features, dev)
     errors = run["mlp_out"] - weights["b_dec_out"][:, None, :]
-    errors = errors.index_put(
-        (feats["feat_layer"], feats["feat_pos"]),
-        -feats["feat_act"][:, None] * feats["feat_dec"],
-        accumulate=True,
-    )
-    return FrozenPrompt(tokens=toks.to(dev), errors=errors, **run, **weights, **feats)
+    for layer, skip in weights["skip"].items():
+        errors[layer] -= run["mlp_in"][layer] @ skip
+    fp = FrozenPrompt(tokens=toks.to(dev), errors=errors, **run, **weights, **feats)
+    fp.errors = errors - fp.writes_into(fp.feat_act)
+    return fp
 
 
 def _unsupported(model: HookedTransformer) -> str | None:
@@ -111,8 +110,6 @@ def check_supported(model: HookedTransformer, tset: TranscoderSet) -> None:
                 f"(or {RAW_INPUT_HOOK}) -> blocks.{layer}.{OUTPUT_HOOK} within the model's "
                 f"{cfg.n_layers} layers"
             )
-        if tc.cfg.activation != "relu":
-            raise IngestError(f"layer {layer}: attribution needs ReLU transcoders")
 
 
 def _raw_input_layers(tset: TranscoderSet) -> set[int]:
@@ -199,11 +196,13 @@ def _copy_weights(
 
     blocks = list(model.blocks)
     b_dec_out = torch.zeros(cfg.n_layers, cfg.d_model, device=dev)
-    W_enc, enc_bias = {}, {}
+    W_enc, enc_bias, skip = {}, {}, {}
     for layer, tc in tset.transcoders.items():
         W_enc[layer] = f32(tc.W_enc)
         enc_bias[layer] = f32(tc.b_enc) - f32(tc.b_dec) @ W_enc[layer]
         b_dec_out[layer] = f32(tc.b_dec_out)
+        if tc.W_skip is not None:
+            skip[layer] = f32(tc.W_skip).T
     return {
         "ln1_w": torch.stack([norm_param(b.ln1, "w", 1.0) for b in blocks]),
         "ln1_b": torch.stack([norm_param(b.ln1, "b", 0.0) for b in blocks]),
@@ -223,34 +222,62 @@ def _copy_weights(
         "W_enc": W_enc,
         "enc_bias": enc_bias,
         "b_dec_out": b_dec_out,
+        "skip": skip,
     }
 
 
 def _active_features(
     tset: TranscoderSet, mlp_in: Tensor, max_features: int | None, dev: torch.device
 ) -> dict[str, Any]:
-    long = torch.zeros(0, dtype=torch.long, device=dev)
-    cols: dict[str, list[Tensor]] = {
-        "feat_layer": [long],
-        "feat_pos": [long],
-        "feat_index": [long],
-        "feat_act": [torch.zeros(0, device=dev)],
-        "feat_dec": [torch.zeros(0, mlp_in.shape[-1], device=dev)],
-    }
+    """Active features (z != 0: TopK and JumpReLU can keep negative pre-activations), ordered
+    by (layer, pos, index), the strongest `max_features` of them, and their writes."""
+    cols: dict[str, list[Tensor]] = {name: [] for name in ("layer", "pos", "index", "act", "norm")}
     with torch.no_grad():
         for layer, tc in sorted(tset.transcoders.items()):
             z = tc.encode(mlp_in[layer].to(tc.W_enc)).to(dev, torch.float32)
-            pos, idx = torch.nonzero(z > 0, as_tuple=True)
-            cols["feat_layer"].append(torch.full_like(pos, layer))
-            cols["feat_pos"].append(pos)
-            cols["feat_index"].append(idx)
-            cols["feat_act"].append(z[pos, idx])
-            dec = tc.W_dec.detach()[idx.to(tc.W_dec.device)]
-            cols["feat_dec"].append(dec.to(dev, torch.float32))
+            pos, idx = torch.nonzero(z != 0, as_tuple=True)
+            cols["layer"].append(torch.full_like(pos, layer))
+            cols["pos"].append(pos)
+            cols["index"].append(idx)
+            cols["act"].append(z[pos, idx])
+            cols["norm"].append(tc.decoder_norms().detach().to(dev, torch.float32)[idx])
     feats = {name: torch.cat(parts) for name, parts in cols.items()}
-    n_active = int(feats["feat_act"].numel())
+    n_active = int(feats["act"].numel())
     if max_features is not None and n_active > max_features:
-        strength = feats["feat_act"] * feats["feat_dec"].norm(dim=-1)
+        strength = feats["act"].abs() * feats["norm"]
         keep = torch.topk(strength, max_features).indices.sort().values  # keeps the order
         feats = {name: t[keep] for name, t in feats.items()}
-    return {**feats, "n_active": n_active}
+    return {
+        "feat_layer": feats["layer"],
+        "feat_pos": feats["pos"],
+        "feat_index": feats["index"],
+        "feat_act": feats["act"],
+        **_writes(tset, feats["layer"], feats["pos"], feats["index"], dev),
+        "n_active": n_active,
+    }
+
+
+def _writes(
+    tset: TranscoderSet, layer: Tensor, pos: Tensor, index: Tensor, dev: torch.device
+) -> dict[str, Tensor]:
+    """One write per feature and layer it decodes to, ordered by (layer written, pos, feature)."""
+    d_out = tset[tset.layers[0]].cfg.d_out
+    feat = [torch.zeros(0, dtype=torch.long, device=dev)]
+    out = [torch.zeros(0, dtype=torch.long, device=dev)]
+    dec = [torch.zeros(0, d_out, device=dev)]
+    for src in tset.layers:
+        rows = torch.nonzero(layer == src).flatten()
+        tc = tset[src]
+        for m in tc.out_layers:
+            W = tc.decoder(m).detach()
+            feat.append(rows)
+            out.append(torch.full_like(rows, m))
+            dec.append(W[index[rows].to(W.device)].to(dev, torch.float32))
+    write_feat, write_layer, write_dec = torch.cat(feat), torch.cat(out), torch.cat(dec)
+    n_pos, n_feat = int(pos.max()) + 1 if len(pos) else 1, max(len(layer), 1)
+    order = torch.argsort((write_layer * n_pos + pos[write_feat]) * n_feat + write_feat)
+    return {
+        "write_feat": write_feat[order],
+        "write_layer": write_layer[order],
+        "write_dec": write_dec[order],
+    }

@@ -2,8 +2,12 @@
 
 On one prompt, attention patterns and normalisation scales are frozen at their values on that
 prompt; each MLP is replaced by its transcoder's active features, whose activations are frozen
-constants, plus an error term (the real `hook_mlp_out` minus what the kept features and
-`b_dec_out` write), also a constant. What is left is affine in the sources: token embeddings,
+constants (whatever the activation function: a ReLU or JumpReLU gate, a TopK selection are
+frozen alike), plus the transcoder's skip connection where it has one (a linear map of the MLP
+input, so it stays in the linear model: paths run through it), plus an error term (the real
+`hook_mlp_out` minus what the kept features, the skip and `b_dec_out` write), also a constant.
+A cross-layer transcoder's feature encoded at layer l writes into every MLP output m >= l it
+decodes to ("writes" below). What is left is affine in the sources: token embeddings,
 feature writes, errors and the constant terms (biases). Attribution is then exact: a source's
 effect on a readout is (d readout / d source) . source, and the effects add up to the readout.
 capture.py records a prompt from the real model (`freeze`); this module is the linear model.
@@ -36,6 +40,8 @@ Dimension names (beyond those in ingest/transcoders/transcoder.py):
                 weights for the query heads that share it, which is how its `hook_v` is used)
     dst_pos, src_pos    query and key positions of an attention pattern
     n_feat      kept active features of the prompt, all layers, ordered by (layer, pos, index)
+    n_write     their writes: one per feature and layer it decodes to (n_feat for per-layer
+                transcoders), ordered by (layer written, pos, feature)
     rows        readouts of one batched adjoint pass (features' pre-activations or targets)
     n_nodes, n_src, n_edges     nodes, source nodes and edges of a PromptGraph
     n_bias      bias nodes: one per layer, plus one for the final constants (n_layers + 1)
@@ -60,7 +66,7 @@ class FrozenPrompt:
 
     Run values (`emb`, `pattern`, scales, `mlp_in`, `mlp_out`, `final_in`, `logits`) were
     recorded from the real model; weights were copied from it. `errors` = `mlp_out` minus the
-    kept features' writes minus `b_dec_out` (the whole `mlp_out` where a layer has no
+    kept features' writes, the skip output and `b_dec_out` (the whole `mlp_out` where a layer has no
     transcoder; with `max_features` the dropped features' writes land here too). `logits` are
     the model's output (after `output_logits_soft_cap` where the model has one); targets read
     the logits before the soft cap (see graph.py).
@@ -101,7 +107,12 @@ class FrozenPrompt:
     feat_pos: Int64[Tensor, " n_feat"]
     feat_index: Int64[Tensor, " n_feat"]
     feat_act: Float[Tensor, " n_feat"]
-    feat_dec: Float[Tensor, "n_feat d_model"]  # the features' W_dec rows
+    write_feat: Int64[Tensor, " n_write"]  # the feature (row of feat_*) that writes
+    write_layer: Int64[Tensor, " n_write"]  # the MLP output it writes into
+    write_dec: Float[Tensor, "n_write d_model"]  # its decoder row into that layer
+    # x @ skip[l] is what layer l's skip connection adds to hook_mlp_out (W_skip.T; ln2's w
+    # folded in where the set reads the post-affine input, like the encoders)
+    skip: dict[int, Float[Tensor, "d_model d_model"]]
     errors: Float[Tensor, "n_layers pos d_model"]
     n_active: int  # active features before max_features
 
@@ -124,6 +135,24 @@ class FrozenPrompt:
     def scale_at(self, site: int) -> Float[Tensor, "pos 1"]:
         """The frozen normalisation scale read by a row at `site`."""
         return self.final_scale if site == self.n_layers else self.mlp_scale[site]
+
+    @property
+    def write_pos(self) -> Int64[Tensor, " n_write"]:
+        return self.feat_pos[self.write_feat]
+
+    def writes_into(self, acts: Float[Tensor, " n_feat"]) -> Float[Tensor, "n_layers pos d_model"]:
+        """What features with activations `acts` add to each hook_mlp_out (no bias, no skip)."""
+        return torch.zeros_like(self.mlp_out).index_put(
+            (self.write_layer, self.write_pos),
+            acts[self.write_feat, None] * self.write_dec,
+            accumulate=True,
+        )
+
+    def skip_out(self, layer: int, resid: Float[Tensor, "pos d_model"]) -> Tensor | None:
+        """Layer `layer`'s skip output on the residual its ln2 reads (None without a skip)."""
+        if layer not in self.skip:
+            return None
+        return normalize(resid, self.mlp_scale[layer], self.center_at(layer)) @ self.skip[layer]
 
     def center_at(self, site: int) -> bool:
         """Whether the normalisation read by a row at `site` centres its input."""
@@ -168,13 +197,16 @@ class AdjointStep:
     `grad` is d row / d resid_pre[level]; `bias` is d row / d (scale of the constant terms of
     attention layer `level`: ln1 b, b_V, b_O), zero for the step that only seeds the rows;
     `heads[:, h]` is the part of `grad` that flows through head (level, h) (first attention
-    hop), when asked for.
+    hop), when asked for; `skip` the part of the gradient at the residual ln2 of layer `level`
+    reads (resid_mid, or resid_pre in parallel blocks) that flows through that layer's skip
+    connection, when it has one and the rows read above it.
     """
 
     level: int
     grad: Float[Tensor, "rows pos d_model"]
     bias: Float[Tensor, " rows"]
     heads: Float[Tensor, "rows n_heads pos d_model"] | None
+    skip: Float[Tensor, "rows pos d_model"] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,9 +252,7 @@ def frozen_forward(
     acts = fp.feat_act if acts is None else acts
     errors = fp.errors if errors is None else errors
     bias = torch.ones(fp.n_layers + 1, device=fp.device) if bias is None else bias
-    writes = torch.zeros_like(fp.mlp_out).index_put(
-        (fp.feat_layer, fp.feat_pos), acts[:, None] * fp.feat_dec, accumulate=True
-    )
+    writes = fp.writes_into(acts)
     r = fp.emb if emb is None else emb
     reads = []
     for a in range(fp.n_layers):
@@ -233,7 +263,9 @@ def frozen_forward(
         else:
             r = r + attn
             reads.append(r)
+        skip = fp.skip_out(a, reads[-1])
         r = r + writes[a] + bias[a] * fp.b_dec_out[a] + errors[a]
+        r = r if skip is None else r + skip
     return FrozenRun(mlp_resid=torch.stack(reads), resid_final=r, bias=bias)
 
 
@@ -289,14 +321,26 @@ def adjoint(fp: FrozenPrompt, rows: Rows, *, heads: bool = False) -> Iterator[Ad
         yield AdjointStep(site, g, torch.zeros(n_rows, device=fp.device), None)
         top = site - 1
     for a in range(top, -1, -1):
-        g, step = _attention_adjoint(fp, a, g, heads)
+        # MLP a lies between resid_pre[a] and the rows unless a sequential row reads resid_mid[a]
+        g, step = _attention_adjoint(fp, a, g, heads, skip=a < site)
         yield step
 
 
+def _skip_adjoint(fp: FrozenPrompt, a: int, g_post: Tensor) -> Tensor | None:
+    """The gradient at the residual ln2 of layer `a` reads, through its skip connection only."""
+    if a not in fp.skip:
+        return None
+    return normalize(g_post @ fp.skip[a].T, fp.mlp_scale[a], fp.center_at(a))
+
+
 def _attention_adjoint(
-    fp: FrozenPrompt, a: int, g_post: Tensor, heads: bool
+    fp: FrozenPrompt, a: int, g_post: Tensor, heads: bool, *, skip: bool = False
 ) -> tuple[Tensor, AdjointStep]:
-    """The gradient at resid_pre[a] from the gradient at the level attention `a` writes to."""
+    """The gradient at resid_pre[a] from the gradient at resid_post[a] (`skip`: through MLP
+    a's skip connection too), or at the level attention `a` writes to (not `skip`)."""
+    g_skip = _skip_adjoint(fp, a, g_post) if skip else None
+    if g_skip is not None and not fp.parallel:  # sequential: the skip reads resid_mid[a]
+        g_post = g_post + g_skip
     g_out = g_post * (fp.ln1_post_w[a] / fp.post_scale[a])  # through ln1_post (or ones)
     g_z = einsum(
         g_out, fp.W_O[a], "rows dst d_model, n_heads d_head d_model -> rows n_heads dst d_head"
@@ -322,4 +366,6 @@ def _attention_adjoint(
         per_head = None
     bias = bias + einsum(g_ln, fp.ln1_b[a], "rows pos d_model, d_model -> rows")
     g_pre = g_post + normalize(g_ln * fp.ln1_w[a], scale, fp.center)
-    return g_pre, AdjointStep(a, g_pre, bias, per_head)
+    if g_skip is not None and fp.parallel:  # parallel: the skip reads resid_pre[a]
+        g_pre = g_pre + g_skip
+    return g_pre, AdjointStep(a, g_pre, bias, per_head, g_skip)

@@ -10,7 +10,8 @@ biases are sources; features and targets are destinations.
 
 An edge src -> dst carries w = the direct effect of src on dst's input (a feature's
 pre-activation, a target's value) in the local replacement model (see frozen.py): every path
-through residual stream and frozen attention, none through another feature. For each
+through residual stream, frozen attention and skip connections, none through another feature.
+A cross-layer feature's edge sums its writes into every layer below the destination. For each
 destination the incoming w add up to `in_total` exactly (up to fp32 rounding).
 
 Targets read the final residual after ln_final, linearly, so they stay exact in the local
@@ -306,8 +307,8 @@ def attribute(
     after ln_final, e.g. `metric_direction(...)`), a FeatureTarget (a feature's pre-activation),
     or a sequence of them. Every kept active feature and every target is a destination row;
     rows are backpropagated `batch_size` at a time through the frozen model (fp32, on `device`,
-    default the model's). `max_features` keeps the strongest active features (activation x
-    ||W_dec row||) and folds the others into the error nodes.
+    default the model's). `max_features` keeps the strongest active features (|activation| x
+    the norm of their decoder rows) and folds the others into the error nodes.
     """
     t0 = time.perf_counter()
     fp = freeze(model, tset, tokens, max_features=max_features, device=device)
@@ -349,8 +350,8 @@ def _source_block(fp: FrozenPrompt, rows: Rows, cols: _Columns) -> Float[Tensor,
     site = int(rows.site[0])
     out = torch.zeros(len(rows), cols.n_src, device=fp.device)
     out[:, cols.bias + site] += rows.const
-    # features are ordered by (layer, pos): those at (layer, pos) are [starts[i], starts[i + 1])
-    cell = fp.feat_layer * fp.n_pos + fp.feat_pos
+    # writes are ordered by (layer, pos): those at (layer, pos) are [starts[i], starts[i + 1])
+    cell = fp.write_layer * fp.n_pos + fp.write_pos
     starts = torch.searchsorted(cell, torch.arange(fp.n_layers * fp.n_pos + 1, device=fp.device))
     for step in adjoint(fp, rows):
         k, g = step.level, step.grad
@@ -364,8 +365,9 @@ def _source_block(fp: FrozenPrompt, rows: Rows, cols: _Columns) -> Float[Tensor,
         out[:, cols.bias + layer] += g.sum(1) @ fp.b_dec_out[layer]
         bounds = starts[layer * fp.n_pos : (layer + 1) * fp.n_pos + 1].tolist()
         for p, (a, b) in enumerate(itertools.pairwise(bounds)):
-            if b > a:  # z_i * (grad at the feature's position . its W_dec row)
-                out[:, a:b] = (g[:, p] @ fp.feat_dec[a:b].T) * fp.feat_act[a:b]
+            if b > a:  # z_i * (grad at the feature's position . its decoder row into `layer`)
+                feat = fp.write_feat[a:b]  # a feature writes once per layer: no repeats
+                out[:, feat] += (g[:, p] @ fp.write_dec[a:b].T) * fp.feat_act[feat]
     return out
 
 

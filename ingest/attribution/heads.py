@@ -1,10 +1,13 @@
 """`split_by_head`: a PromptGraph's edges split by the attention head they first pass through.
 
-An edge's paths are grouped by their first attention hop: along the residual stream at one
-position (RESID), or through head (a, h), which reads the source at src_pos. Which heads can
-carry a path follows the block shape (see frozen.py): a head at layer a reads what layer l1
-wrote when l1 < a, and feeds a layer-l2 feature when a <= l2 in sequential blocks, a < l2 in
-parallel ones. Shapes: see the glossary in ingest/attribution/frozen.py.
+An edge's paths are grouped by their first hop off the residual stream: none (RESID, along the
+residual stream at one position), head (a, h), which reads the source at src_pos, or the skip
+connection of MLP m (`skip:m`, at src_pos). Which heads can carry a path follows the block
+shape (see frozen.py): a head at layer a reads what layer l1 wrote when l1 < a, and feeds a
+layer-l2 feature when a <= l2 in sequential blocks, a < l2 in parallel ones; the skip of layer
+m reads what l1 wrote when l1 < m. A cross-layer feature's writes into several layers each
+take their own routes; parts of the same route are added. Shapes: see the glossary in
+ingest/attribution/frozen.py.
 """
 
 from __future__ import annotations
@@ -29,13 +32,19 @@ from circuitcat.ingest.transcoders.transcoder import TranscoderSet
 RESID = -1  # HeadEdges.via for the direct residual path
 
 
+def skip_via(layer: int) -> int:
+    """HeadEdges.via for the skip connection of MLP `layer` (-2, -3, ...)."""
+    return -2 - layer
+
+
 @dataclass(frozen=True)
 class HeadEdges:
     """Graph edges split by route (first attention hop), parts of one edge sum to its w.
 
     `edge` indexes the PromptGraph's edges; `via` is RESID (-1) for the path along the residual
-    stream at one position, else layer * n_heads + head for paths whose first attention hop is
-    that head (read at `src_pos`).
+    stream at one position, `skip_via(m)` (-2 - m) for paths whose first hop is MLP m's skip
+    connection, else layer * n_heads + head for paths whose first hop is that head (read at
+    `src_pos`). One row per (edge, via).
     """
 
     edge: Int64[Tensor, " n"]
@@ -48,9 +57,13 @@ class HeadEdges:
     n_heads: int
 
     def via_names(self) -> list[str]:
-        """'resid' or 'attn:L.H' per row, as stored on ATTRIBUTES relationships."""
+        """'resid', 'skip:L' or 'attn:L.H' per row, as stored on ATTRIBUTES relationships."""
         return [
-            "resid" if v < 0 else f"attn:{v // self.n_heads}.{v % self.n_heads}"
+            "resid"
+            if v == RESID
+            else f"skip:{-2 - v}"
+            if v < RESID
+            else f"attn:{v // self.n_heads}.{v % self.n_heads}"
             for v in self.via.tolist()
         ]
 
@@ -82,17 +95,18 @@ def split_by_head(
         edges = torch.nonzero(splittable).flatten()
     elif not bool(splittable[edges].all()):
         raise IngestError("split_by_head: edges from bias nodes cannot be split by head")
-    sources = _source_vectors(fp, graph, graph.src[edges])
+    sources, owner = _source_vectors(fp, graph, graph.src[edges])
     dst_nodes, edge_row = torch.unique(graph.dst[edges], return_inverse=True)
+    entry_row, entry_edge = edge_row[owner], edges[owner]
     rows = _graph_rows(fp, graph, dst_nodes)
     parts: list[tuple[Tensor, Tensor, Tensor]] = []
     for site in rows.site.unique().tolist():
         for chunk in torch.nonzero(rows.site == site).flatten().split(batch_size):
-            sel = torch.nonzero(torch.isin(edge_row, chunk.cpu())).flatten()
-            local = torch.searchsorted(chunk.cpu(), edge_row[sel])
+            sel = torch.nonzero(torch.isin(entry_row, chunk.cpu())).flatten()
+            local = torch.searchsorted(chunk.cpu(), entry_row[sel])
             picked = _Sources(*(t[sel] for t in sources))
-            parts += _split_chunk(fp, rows.take(chunk), picked, local, edges[sel])
-    edge, via, w = (torch.cat([p[i] for p in parts]) for i in range(3))
+            parts += _split_chunk(fp, rows.take(chunk), picked, local, entry_edge[sel])
+    edge, via, w = _add_parts(parts)
     return HeadEdges(
         edge=edge,
         src=graph.src[edge],
@@ -113,8 +127,12 @@ class _Sources(NamedTuple):
     level: Int64[Tensor, " e"]
 
 
-def _source_vectors(fp: FrozenPrompt, graph: PromptGraph, nodes: Tensor) -> _Sources:
-    """What each source node (feature, token, error) writes, at which position and level."""
+def _source_vectors(
+    fp: FrozenPrompt, graph: PromptGraph, nodes: Tensor
+) -> tuple[_Sources, Int64[Tensor, " e"]]:
+    """What each source node (feature, token, error) writes, at which position and level: one
+    entry per node, and per further layer a cross-layer feature writes to; and each entry's
+    node (its position in `nodes`)."""
     kind, layer, pos = graph.kind[nodes], graph.layer[nodes], graph.pos[nodes]
     vector = torch.zeros(len(nodes), fp.emb.shape[1])
     is_tok, is_err, is_feat = (
@@ -122,10 +140,34 @@ def _source_vectors(fp: FrozenPrompt, graph: PromptGraph, nodes: Tensor) -> _Sou
     )
     vector[is_tok] = fp.emb[pos[is_tok].to(fp.device)].cpu()
     vector[is_err] = fp.errors[layer[is_err].to(fp.device), pos[is_err].to(fp.device)].cpu()
-    found = _find_features(fp, layer[is_feat], pos[is_feat], graph.index[nodes][is_feat])
-    vector[is_feat] = (fp.feat_act[found, None] * fp.feat_dec[found]).cpu()
+    found = _find_features(fp, layer[is_feat], pos[is_feat], graph.index[nodes][is_feat]).cpu()
     level = torch.where(is_tok, 0, layer + 1)
-    return _Sources(vector, pos, level)
+    owner = torch.nonzero(~is_feat).flatten()
+    feat_owner, writes = _feature_writes(fp, found)
+    w_feat = fp.write_feat.cpu()[writes]
+    return (
+        _Sources(
+            torch.cat(
+                [vector[~is_feat], fp.feat_act.cpu()[w_feat, None] * fp.write_dec.cpu()[writes]]
+            ),
+            torch.cat([pos[~is_feat], fp.feat_pos.cpu()[w_feat]]),
+            torch.cat([level[~is_feat], fp.write_layer.cpu()[writes] + 1]),
+        ),
+        torch.cat([owner, torch.nonzero(is_feat).flatten()[feat_owner]]),
+    )
+
+
+def _feature_writes(fp: FrozenPrompt, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """For feature rows `rows` (repeats allowed): (position in `rows`, write index) of every
+    write of each (one per layer it decodes to)."""
+    wf = fp.write_feat.cpu()
+    by_feat = torch.argsort(wf, stable=True)
+    counts = torch.bincount(wf, minlength=int(fp.feat_act.shape[0]))
+    ptr = torch.cumsum(counts, 0) - counts
+    n = counts[rows]
+    owner = torch.arange(len(rows)).repeat_interleave(n)
+    offset = torch.arange(int(n.sum())) - (torch.cumsum(n, 0) - n).repeat_interleave(n)
+    return owner, by_feat[ptr[rows].repeat_interleave(n) + offset]
 
 
 def _find_features(fp: FrozenPrompt, layer: Tensor, pos: Tensor, index: Tensor) -> Tensor:
@@ -172,19 +214,35 @@ def _split_chunk(
 ) -> list[tuple[Tensor, Tensor, Tensor]]:
     """(edge, via, w) parts of the edges whose destinations are `rows` (one site).
 
-    `local[e]` is edge e's row within `rows`.
+    `local[e]` is source entry e's row within `rows`; an entry reaches a hop through the
+    residual stream alone when it is written at or below the hop's level.
     """
     dev, n_heads = fp.device, fp.n_heads
     x, src_pos, level, r = src.vector.to(dev), src.pos.to(dev), src.level.to(dev), local.to(dev)
     site = int(rows.site[0])
     seed = normalize(rows.read, fp.scale_at(site)[rows.pos], fp.center_at(site))
-    direct = (x * seed[r]).sum(-1) * (src_pos == rows.pos[r])
+    direct = (x * seed[r]).sum(-1) * (src_pos == rows.pos[r]) * (level <= site)
     out = [(edge_ids, torch.full_like(edge_ids, RESID), direct.cpu())]
     for step in adjoint(fp, rows, heads=True):
+        below = level <= step.level
+        if step.skip is not None:
+            w_skip = ((step.skip[r, src_pos] * x).sum(-1) * below).cpu()
+            out.append((edge_ids, torch.full_like(edge_ids, skip_via(step.level)), w_skip))
         if step.heads is None:
             continue
         w = einsum(step.heads[r, :, src_pos], x, "e n_heads d_model, e d_model -> e n_heads")
-        w = (w * (level <= step.level)[:, None]).cpu()
+        w = (w * below[:, None]).cpu()
         via = step.level * n_heads + torch.arange(n_heads).expand_as(w)
         out.append((edge_ids[:, None].expand_as(w).reshape(-1), via.reshape(-1), w.reshape(-1)))
     return [(e[w != 0], v[w != 0], w[w != 0]) for e, v, w in out]
+
+
+def _add_parts(parts: list[tuple[Tensor, Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
+    """(edge, via, w) with the parts of one (edge, via) added (a cross-layer feature's writes
+    can share a route), ordered by edge then via."""
+    edge, via, w = (torch.cat([p[i] for p in parts]) for i in range(3))
+    if not len(edge):
+        return edge, via, w
+    keys, inverse = torch.unique(torch.stack([edge, via], 1), dim=0, return_inverse=True)
+    total = torch.zeros(len(keys), dtype=w.dtype).index_add_(0, inverse, w)
+    return keys[:, 0], keys[:, 1], total

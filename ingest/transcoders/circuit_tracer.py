@@ -1,12 +1,22 @@
-"""circuit-tracer's per-layer transcoder layout ("model_kind: transcoder_set").
+"""circuit-tracer's transcoder layouts: per-layer ("model_kind: transcoder_set") and
+cross-layer ("model_kind: cross_layer_transcoder").
 
     config.yaml            model_name, model_kind, feature_input_hook (e.g. "mlp.hook_in",
                            "ln2.hook_normalized"), feature_output_hook ("mlp.hook_out",
-                           "hook_mlp_out"), activation ("relu"; "topk"/JumpReLU unsupported),
-                           scan, transcoders: [per-layer files, list index = layer]
+                           "hook_mlp_out"), scan, transcoders: [per-layer files, list index =
+                           layer]; circuit-tracer writes no activation key
     layer_{i}.safetensors  W_enc [d_transcoder, d_model] (F.linear layout: rows are features),
                            W_dec [d_transcoder, d_model], b_enc [d_transcoder], b_dec [d_model]
-                           (the OUTPUT bias), optional activation_function.threshold / W_skip
+                           (the OUTPUT bias), optional activation_function.threshold (JumpReLU,
+                           pre * (pre > threshold)) and W_skip [d_model, d_model] (x @ W_skip.T)
+    W_enc_{i}.safetensors  cross-layer: W_enc_{i} [d_transcoder, d_model], b_enc_{i}, b_dec_{i}
+                           (the output bias of MLP i), optional threshold_{i}
+    W_dec_{i}.safetensors  cross-layer: W_dec_{i} [d_transcoder, n_layers - i, d_model], the
+                           decoders of layer i's features into layers i .. n_layers - 1
+
+A TopK set is written exactly like a ReLU one (circuit-tracer's own loader reads it back as
+ReLU): declare it with `--activation topk:K` at register (`TranscoderSet.with_activation`).
+Thresholds that are all zero load as ReLU (the same function).
 
 `transcoders` entries may be hf:// URIs (circuit-tracer downloads them); here they must already
 sit in the folder, found by their path inside the repository or their file name. Without the
@@ -21,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from torch import Tensor
 
 from circuitcat.catalog.errors import TranscoderLoadError
 from circuitcat.ingest.transcoders.formats import (
@@ -31,7 +42,6 @@ from circuitcat.ingest.transcoders.formats import (
     orient_encoder,
     read_npz,
     read_safetensors,
-    reject_variants,
     require,
     resolve_hook,
     to_transcoder,
@@ -40,7 +50,10 @@ from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderSet
 
 FORMAT = "circuit-tracer"
 CONFIG_FILE = "config.yaml"
+TRANSCODER_SET, CROSS_LAYER = "transcoder_set", "cross_layer_transcoder"
 _LAYER_FILE = re.compile(r"layer_(\d+)\.safetensors")
+_ENC_FILE = re.compile(r"W_enc_(\d+)\.safetensors")
+_LAYER_KEYS = {"W_enc", "W_dec", "b_enc", "b_dec", "activation_function.threshold", "W_skip"}
 
 
 def load_circuit_tracer(path: Path) -> TranscoderSet:
@@ -51,8 +64,12 @@ def load_circuit_tracer(path: Path) -> TranscoderSet:
     hooks = {key: _hook_setting(config, key, config_file) for key in _HOOK_KEYS}
     transcoders: dict[int, Transcoder] = {}
     layer_files: dict[int, Path] = {}
-    for layer, file in _layer_files(folder, config, config_file).items():
-        add_layer(transcoders, layer_files, _load_layer(file, layer, hooks), file)
+    if config.get("model_kind", TRANSCODER_SET) == CROSS_LAYER:
+        transcoders, files = _load_clt(folder, config_file, hooks)
+        layer_files = {i: f for i, f in enumerate(files)}
+    else:
+        for layer, file in _layer_files(folder, config, config_file).items():
+            add_layer(transcoders, layer_files, _load_layer(file, layer, hooks), file)
     return make_set(
         name=str(config.get("scan") or folder.name),
         model_name=str(config.get("model_name") or ""),
@@ -74,20 +91,20 @@ def _read_config(config_file: Path) -> dict[str, Any]:
         raise TranscoderLoadError(f"{config_file} is not readable YAML ({e})") from e
     if not isinstance(config, dict):
         raise TranscoderLoadError(f"{config_file}: expected a mapping of circuit-tracer settings")
-    kind = config.get("model_kind", "transcoder_set")
-    if kind != "transcoder_set":
+    kind = config.get("model_kind", TRANSCODER_SET)
+    if kind not in (TRANSCODER_SET, CROSS_LAYER):
         raise TranscoderLoadError(
-            f"{config_file}: field 'model_kind' is {kind!r}, expected 'transcoder_set' "
-            "(cross-layer transcoders are not supported yet)"
+            f"{config_file}: field 'model_kind' is {kind!r}, expected {TRANSCODER_SET!r} or "
+            f"{CROSS_LAYER!r}"
         )
     # circuit-tracer writes no `activation` key: the kind shows in the tensors (a JumpReLU
-    # `activation_function.threshold`, a `W_skip`), checked per layer. Some hand-written
-    # configs carry one anyway; only "relu" (or "jumprelu" with zero thresholds) loads.
+    # threshold, a `W_skip`), read per layer. Some hand-written configs carry one anyway.
     activation = config.get("activation", "relu")
     if activation not in ("relu", "jumprelu"):
         raise TranscoderLoadError(
-            f"{config_file}: field 'activation' is {activation!r}; circuitcat loads ReLU "
-            "transcoders (TopK and JumpReLU with thresholds are not supported yet)"
+            f"{config_file}: field 'activation' is {activation!r}; the files carry ReLU or "
+            "JumpReLU (a threshold tensor). A TopK set (stored like a ReLU one) is declared at "
+            "register: --activation topk:K"
         )
     return config
 
@@ -141,7 +158,12 @@ def _load_layer(file: Path, layer: int, hooks: dict[str, str]) -> Transcoder:
     if file.suffix == ".npz":
         return _load_npz_layer(file, layer, hooks)
     tensors = read_safetensors(file)
-    reject_variants(tensors, file)
+    unknown = sorted(set(tensors) - _LAYER_KEYS)
+    if unknown:
+        raise TranscoderLoadError(
+            f"{file}: tensor {unknown[0]!r} is not one circuitcat reads (expected "
+            f"{', '.join(sorted(_LAYER_KEYS))}); this variant is not supported yet"
+        )
     b_enc = require(tensors, "b_enc", file, "encoder bias [d_transcoder]", ndim=1)
     d_transcoder = int(b_enc.shape[0])
     raw = LayerTensors(
@@ -158,22 +180,92 @@ def _load_layer(file: Path, layer: int, hooks: dict[str, str]) -> Transcoder:
         b_dec_out=require(tensors, "b_dec", file, "output bias [d_model]"),
         input_hook=resolve_hook(hooks["feature_input_hook"], layer),
         output_hook=resolve_hook(hooks["feature_output_hook"], layer),
-        keys={"b_dec_out": "b_dec"},
+        threshold=_threshold(tensors.get("activation_function.threshold")),
+        W_skip=tensors.get("W_skip"),
+        keys={
+            "b_dec_out": "b_dec",
+            "threshold": "activation_function.threshold",
+        },
+    )
+    return to_transcoder(raw)
+
+
+def _threshold(threshold: Tensor | None) -> Tensor | None:
+    """A JumpReLU threshold, or None where it is all zero (pre * (pre > 0) is ReLU)."""
+    if threshold is None or not bool((threshold != 0).any()):
+        return None
+    return threshold.reshape(-1)
+
+
+def _load_clt(
+    folder: Path, config_file: Path, hooks: dict[str, str]
+) -> tuple[dict[int, Transcoder], list[Path]]:
+    """A cross-layer transcoder: W_enc_{i} / W_dec_{i} files, layer i = 0 .. n_layers - 1."""
+    found = {
+        int(m.group(1)): f
+        for f in folder.glob("W_enc_*.safetensors")
+        if (m := _ENC_FILE.fullmatch(f.name))
+    }
+    n_layers = len(found)
+    if sorted(found) != list(range(n_layers)) or not n_layers:
+        raise TranscoderLoadError(
+            f"{config_file}: a cross-layer transcoder needs W_enc_0.safetensors .. "
+            f"W_enc_{{n-1}}.safetensors in {folder}; found layers {sorted(found)}"
+        )
+    transcoders, files = {}, []
+    for i in range(n_layers):
+        enc_file, dec_file = found[i], folder / f"W_dec_{i}.safetensors"
+        transcoders[i] = _clt_layer(i, n_layers, enc_file, dec_file, hooks)
+        files += [enc_file, dec_file]
+    return transcoders, files
+
+
+def _clt_layer(
+    i: int, n_layers: int, enc_file: Path, dec_file: Path, hooks: dict[str, str]
+) -> Transcoder:
+    enc, dec = read_safetensors(enc_file), read_safetensors(dec_file)
+    b_enc = require(enc, f"b_enc_{i}", enc_file, "encoder bias [d_transcoder]", ndim=1)
+    W_dec = require(dec, f"W_dec_{i}", dec_file, "decoders [d_transcoder, n_layers - i, d_model]")
+    if W_dec.ndim != 3 or W_dec.shape[1] != n_layers - i:
+        raise TranscoderLoadError(
+            f"{dec_file}: tensor 'W_dec_{i}' has shape {list(W_dec.shape)}, expected "
+            f"[d_transcoder, {n_layers - i}, d_model] (layer {i} writes to layers {i}.."
+            f"{n_layers - 1})"
+        )
+    raw = LayerTensors(
+        layer=i,
+        file=enc_file,
+        W_enc=orient_encoder(
+            require(enc, f"W_enc_{i}", enc_file, "encoder [d_transcoder, d_model]"),
+            int(b_enc.shape[0]),
+            enc_file,
+            rows_are_features=True,
+        ),
+        b_enc=b_enc,
+        W_dec=W_dec[:, 0],
+        b_dec_out=require(enc, f"b_dec_{i}", enc_file, "output bias of MLP i [d_model]"),
+        input_hook=resolve_hook(hooks["feature_input_hook"], i),
+        output_hook=resolve_hook(hooks["feature_output_hook"], i),
+        threshold=_threshold(enc.get(f"threshold_{i}")),
+        W_dec_after=W_dec[:, 1:].permute(1, 0, 2) if n_layers - i > 1 else None,
+        keys={
+            "W_enc": f"W_enc_{i}",
+            "b_enc": f"b_enc_{i}",
+            "b_dec_out": f"b_dec_{i}",
+            "threshold": f"threshold_{i}",
+            "W_dec": f"W_dec_{i}",
+            "W_dec_after": f"W_dec_{i}",
+        },
     )
     return to_transcoder(raw)
 
 
 def _load_npz_layer(file: Path, layer: int, hooks: dict[str, str]) -> Transcoder:
     """A Gemma Scope `params.npz`: W_enc [d_model, d_transcoder], W_dec [d_transcoder,
-    d_model], b_enc, b_dec (the output bias) and a JumpReLU `threshold`."""
+    d_model], b_enc, b_dec (the output bias) and a JumpReLU `threshold` (read the way
+    circuit-tracer reads it: pre * (pre > threshold); Gemma Scope's thresholds are positive,
+    where this equals its ReLU(pre) * (pre > threshold))."""
     tensors = read_npz(file)
-    threshold = tensors.pop("threshold", None)
-    if threshold is not None and bool((threshold != 0).any()):
-        raise TranscoderLoadError(
-            f"{file}: tensor 'threshold' is non-zero, which means a JumpReLU transcoder; "
-            "JumpReLU is not supported yet (circuitcat loads ReLU transcoders, i.e. all-zero "
-            "thresholds)"
-        )
     b_enc = require(tensors, "b_enc", file, "encoder bias [d_transcoder]", ndim=1)
     raw = LayerTensors(
         layer=layer,
@@ -189,6 +281,8 @@ def _load_npz_layer(file: Path, layer: int, hooks: dict[str, str]) -> Transcoder
         b_dec_out=require(tensors, "b_dec", file, "output bias [d_model]"),
         input_hook=resolve_hook(hooks["feature_input_hook"], layer),
         output_hook=resolve_hook(hooks["feature_output_hook"], layer),
+        # circuit-tracer's view of Gemma Scope: JumpReLU pre * (pre > threshold)
+        threshold=_threshold(tensors.get("threshold")),
         keys={"b_dec_out": "b_dec"},
     )
     return to_transcoder(raw)

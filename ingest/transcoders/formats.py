@@ -1,9 +1,11 @@
 """Shared pieces of the foreign-format transcoder loaders (SAELens, circuit-tracer, the paper's).
 
 Each loader reads its files into `LayerTensors` (our orientation and meaning: W_enc
-[d_in, d_transcoder], b_dec_out the output bias, b_dec the optional input-side bias) and
-`to_transcoder` checks every shape and builds a fp32 `Transcoder`, folding an input-side b_dec
-into b_enc (b_enc' = b_enc - b_dec @ W_enc) so b_dec is zero, as transcoder.py expects.
+[d_in, d_transcoder], b_dec_out the output bias, b_dec the optional input-side bias, and for the
+other kinds a JumpReLU `threshold` [d_transcoder], a `W_skip` [d_out, d_in] and cross-layer
+decoders `W_dec_after` [n_after, d_transcoder, d_out]) and `to_transcoder` checks every shape
+and builds a fp32 `Transcoder`, folding an input-side b_dec into b_enc
+(b_enc' = b_enc - b_dec @ W_enc) so b_dec is zero, as transcoder.py expects.
 
 Errors name the file, the field (tensor key or config key) and the expected value.
 """
@@ -49,6 +51,9 @@ class LayerTensors:
     input_hook: str
     output_hook: str
     b_dec: Tensor | None = None  # [d_in], subtracted from the input before encoding
+    threshold: Tensor | None = None  # [d_transcoder]: JumpReLU, pre * (pre > threshold)
+    W_skip: Tensor | None = None  # [d_out, d_in], applied as x @ W_skip.T
+    W_dec_after: Tensor | None = None  # [n_after, d_transcoder, d_out]: later layers' decoders
     # our tensor name -> the file's key for the same tensor, so messages use the file's words
     keys: dict[str, str] = field(default_factory=dict)
 
@@ -109,17 +114,13 @@ def require(
 
 
 def reject_variants(tensors: dict[str, Tensor], file: Path) -> None:
-    """JumpReLU thresholds and skip connections change the forward pass: refuse them."""
+    """For formats without variants (the paper's): a threshold or skip means another format."""
     for key in tensors:
-        if key.endswith("threshold"):
+        if key.endswith("threshold") or key in ("W_skip", "affine_skip_connection"):
             raise TranscoderLoadError(
-                f"{file}: tensor {key!r} means a JumpReLU transcoder, which is not supported "
-                "yet (circuitcat loads ReLU transcoders: W_enc, b_enc, W_dec and biases)"
-            )
-        if key in ("W_skip", "affine_skip_connection"):
-            raise TranscoderLoadError(
-                f"{file}: tensor {key!r} means a skip transcoder, which is not supported yet "
-                "(circuitcat loads ReLU transcoders without a skip connection)"
+                f"{file}: tensor {key!r} is not part of this format (ReLU transcoders: W_enc, "
+                "b_enc, W_dec and biases); a JumpReLU or skip transcoder is read from its "
+                "SAELens or circuit-tracer folder"
             )
 
 
@@ -162,6 +163,22 @@ def to_transcoder(t: LayerTensors, dims: dict[str, int] | None = None) -> Transc
     if t.b_dec is not None:
         _check_shape(t, "b_dec", t.b_dec, (d_in,), "[d_in]")
         b_enc = b_enc - t.b_dec.double() @ W_enc  # fold: (x - b_dec) W + b = x W + (b - b_dec W)
+    optional = {"threshold": t.threshold, "W_skip": t.W_skip, "W_dec_after": t.W_dec_after}
+    _check_finite(t, {"W_enc": t.W_enc, "b_enc": t.b_enc, "W_dec": t.W_dec,
+                      "b_dec_out": t.b_dec_out, "b_dec": t.b_dec, **optional})  # fmt: skip
+    if t.threshold is not None:
+        _check_shape(t, "threshold", t.threshold, (d_tc,), "[d_transcoder]")
+    if t.W_skip is not None:
+        _check_shape(t, "W_skip", t.W_skip, (d_out, d_in), "[d_out, d_in]")
+    n_after = 0 if t.W_dec_after is None else int(t.W_dec_after.shape[0])
+    if t.W_dec_after is not None:
+        _check_shape(
+            t,
+            "W_dec_after",
+            t.W_dec_after,
+            (n_after, d_tc, d_out),
+            "[n_after, d_transcoder, d_out]",
+        )
     cfg = TranscoderConfig(
         d_in=d_in,
         d_out=d_out,
@@ -169,6 +186,9 @@ def to_transcoder(t: LayerTensors, dims: dict[str, int] | None = None) -> Transc
         layer=t.layer,
         input_hook=t.input_hook,
         output_hook=t.output_hook,
+        activation="jumprelu" if t.threshold is not None else "relu",
+        skip=t.W_skip is not None,
+        n_outputs=1 + n_after,
     )
     tc = Transcoder(cfg)
     with torch.no_grad():
@@ -176,7 +196,24 @@ def to_transcoder(t: LayerTensors, dims: dict[str, int] | None = None) -> Transc
         tc.b_enc.copy_(b_enc.float())
         tc.W_dec.copy_(t.W_dec.float())
         tc.b_dec_out.copy_(t.b_dec_out.float())
+        for name, value in optional.items():
+            if value is not None:
+                getattr(tc, name).copy_(value.float())
     return tc
+
+
+def _check_finite(t: LayerTensors, tensors: dict[str, Tensor | None]) -> None:
+    """NaN or infinite weights poison every statistic and edge computed from them: refuse."""
+    for name, tensor in tensors.items():
+        if tensor is None or not tensor.is_floating_point():
+            continue
+        bad = ~torch.isfinite(tensor)
+        if bool(bad.any()):
+            first = [int(i) for i in bad.nonzero()[0].tolist()]
+            raise TranscoderLoadError(
+                f"{t.file}: tensor {t.keys.get(name, name)!r} has {int(bad.sum())} NaN or "
+                f"infinite values (the first at index {first}); these weights are corrupt"
+            )
 
 
 def _length(t: LayerTensors, name: str, tensor: Tensor) -> int:

@@ -8,7 +8,9 @@ transformer_lens 3.x puts `ln2.hook_normalized` BEFORE the LayerNorm's scale and
 it after). SAELens, circuit-tracer (`mlp.hook_in`) and the paper's transcoders were trained on
 the MLP input after them. On a folded model (fold_ln) the two coincide; on an unprocessed model
 with LayerNorm/RMSNorm weights, the scale w and bias b are folded into the encoder:
-W_enc' = diag(w) W_enc, b_enc' = b_enc + b W_enc. The set then records `ln2_affine_folded`.
+W_enc' = diag(w) W_enc, b_enc' = b_enc + b W_enc, and into a skip connection, which reads the
+same input: W_skip' = W_skip diag(w), b_dec_out' = b_dec_out + b W_skip^T. The set then records
+`ln2_affine_folded`.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ POST_AFFINE_FORMATS = frozenset(
 LAYOUTS = (
     f'circuitcat folder (config.json with "format": "{NATIVE_FORMAT}" + layer_<i>.safetensors)',
     "SAELens folder (cfg.json + sae_weights.safetensors), or a folder of such per-layer folders",
-    "circuit-tracer folder (config.yaml + layer_<i>.safetensors)",
+    "circuit-tracer folder (config.yaml + layer_<i>.safetensors, or a cross-layer transcoder's "
+    "W_enc_<i>.safetensors + W_dec_<i>.safetensors)",
     "GPT-2 paper .pt pickles, a file or a folder of them (needs --allow-pickle)",
     "GPT-2 paper safetensors repackaging (per-layer .safetensors with W_enc, b_enc, W_dec, b_dec)",
     "'toy-years' (the built-in toy model's transcoders)",
@@ -60,9 +63,15 @@ def load_transcoders(
     *,
     allow_pickle: bool = False,
     device: str = "cpu",
+    activation: str | None = None,
 ) -> TranscoderSet:
-    """Load a transcoder set from `path` (or 'toy-years'); with `model`, check and adapt to it."""
+    """Load a transcoder set from `path` (or 'toy-years'); with `model`, check and adapt to it.
+
+    `activation` declares what the files cannot carry ('topk:K' for circuit-tracer TopK sets,
+    written like ReLU ones); None or the files' own activation changes nothing."""
     tset = _load_any(path, allow_pickle, device)
+    if activation:
+        tset.with_activation(activation)
     tset.name = set_name(tset.name)
     if tset.source != TOY_SOURCE:  # registered means reloadable from any working directory
         tset.source = str(Path(tset.source).expanduser().resolve())
@@ -122,6 +131,11 @@ def fold_ln2_affine(tset: TranscoderSet, model: HookedTransformer) -> None:
             if b is not None:
                 tc.b_enc.add_((b.detach().to(W_enc) @ W_enc).to(tc.b_enc))
             tc.W_enc.copy_((w[:, None] * W_enc).to(tc.W_enc))
+            if tc.W_skip is not None:  # x_post @ W_skip.T = x (w * W_skip).T + b @ W_skip.T
+                W_skip = tc.W_skip.double()
+                if b is not None:
+                    tc.b_dec_out.add_((b.detach().to(W_skip) @ W_skip.T).to(tc.b_dec_out))
+                tc.W_skip.copy_((W_skip * w[None, :]).to(tc.W_skip))
     if layers:
         tset.processing[LN_AFFINE_FOLDED] = True
 
@@ -151,6 +165,12 @@ def _check_structure(tset: TranscoderSet, model: ModelLike) -> None:
             )
         _check_hook_and_width(where, "input_hook", tc.cfg.input_hook, "d_in", tc, hooked, label)
         _check_hook_and_width(where, "output_hook", tc.cfg.output_hook, "d_out", tc, hooked, label)
+        missing = [m for m in tc.out_layers if m not in tset.transcoders]
+        if missing:
+            raise TranscoderLoadError(
+                f"{where}: its features write to layer {missing[0]}, which has no transcoder "
+                f"in the set (a cross-layer transcoder needs every layer it writes to)"
+            )
     _check_processing(tset, model)
 
 

@@ -50,7 +50,14 @@ def folder_sha256(folder: Path, names: list[str]) -> str:
 
 
 def save_transcoder_set(tset: TranscoderSet, folder: Path) -> str:
-    """Write `tset` in circuitcat's format; returns (and stores on `tset`) the folder's sha256."""
+    """Write `tset` in circuitcat's format; returns (and stores on `tset`) the folder's sha256.
+
+    The format holds per-layer ReLU transcoders; other kinds stay in their library's layout."""
+    if tset.kind != "relu":
+        raise TranscoderLoadError(
+            f"transcoder set '{tset.name}' is {tset.kind!r}; circuitcat's own format holds ReLU "
+            "transcoders only: keep it in its SAELens or circuit-tracer folder"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     first = tset[tset.layers[0]].cfg
     config: dict[str, Any] = {
@@ -130,6 +137,12 @@ def _load_layer(folder: Path, layer: int, config: dict[str, Any], device: str) -
         if tuple(tensors[key].shape) != shape:
             raise TranscoderLoadError(
                 f"{path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, expected {shape}"
+            )
+        if not bool(torch.isfinite(tensors[key]).all()):
+            n_bad = int((~torch.isfinite(tensors[key])).sum())
+            raise TranscoderLoadError(
+                f"{path}: tensor {key!r} has {n_bad} NaN or infinite values; these weights are "
+                "corrupt"
             )
     metrics = config.get("metrics", {}).get(str(layer), {})
     cfg = TranscoderConfig(

@@ -4,7 +4,12 @@ A folder holds `cfg.json` + `sae_weights.safetensors` (+ optional `sparsity.safe
 is one such folder, or a parent folder whose subfolders are such folders (one per layer).
 
 Tensors: W_enc [d_in, d_sae] (some releases store it transposed), b_enc [d_sae],
-W_dec [d_sae, d_out], b_dec [d_out], which in a transcoder is the OUTPUT bias (our b_dec_out).
+W_dec [d_sae, d_out], b_dec [d_out], which in a transcoder is the OUTPUT bias (our b_dec_out);
+the four transcoder classes (`architecture`): `transcoder` (ReLU), `skip_transcoder` (+ W_skip
+[d_out, d_in], applied as x @ W_skip.T), `jumprelu_transcoder` (+ threshold [d_sae]) and
+`jumprelu_skip_transcoder` (both). SAELens's JumpReLU is ReLU(pre) * (pre > threshold), which
+is circuitcat's pre * (pre > threshold) with the threshold raised to 0 where it is negative: the
+loader stores max(threshold, 0), the same function.
 cfg.json keys: d_in, d_sae, d_out, architecture, activation_fn_str, apply_b_dec_to_input and
 (at top level before SAELens 6, under "metadata" since) model_name, hook_name, hook_name_out,
 model_from_pretrained_kwargs. SAELens loads its model with
@@ -27,7 +32,6 @@ from circuitcat.ingest.transcoders.formats import (
     make_set,
     orient_encoder,
     read_safetensors,
-    reject_variants,
     require,
     resolve_hook,
     to_transcoder,
@@ -38,7 +42,15 @@ FORMAT = "saelens"
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 SPARSITY_FILE = "sparsity.safetensors"
-_RELU_ARCHITECTURES = (None, "standard", "transcoder")
+# architecture -> (has a JumpReLU threshold, has W_skip)
+ARCHITECTURES = {
+    None: (False, False),
+    "standard": (False, False),
+    "transcoder": (False, False),
+    "skip_transcoder": (False, True),
+    "jumprelu_transcoder": (True, False),
+    "jumprelu_skip_transcoder": (True, True),
+}
 
 
 def saelens_folders(path: Path) -> list[Path]:
@@ -113,10 +125,11 @@ def _cfg_value(cfg: dict[str, Any], key: str) -> Any:
 
 def _check_supported(cfg: dict[str, Any], cfg_file: Path) -> None:
     architecture = cfg.get("architecture")
-    if architecture not in _RELU_ARCHITECTURES:
+    if architecture not in ARCHITECTURES:
+        known = ", ".join(repr(a) for a in ARCHITECTURES if a)
         raise TranscoderLoadError(
-            f"{cfg_file}: field 'architecture' is {architecture!r}; circuitcat supports only "
-            "ReLU transcoders ('transcoder'), JumpReLU/TopK/skip variants are not supported yet"
+            f"{cfg_file}: field 'architecture' is {architecture!r}, which is not supported yet; "
+            f"circuitcat loads the SAELens transcoder classes ({known})"
         )
     activation = cfg.get("activation_fn_str", cfg.get("activation_fn"))
     if activation not in (None, "relu"):
@@ -139,7 +152,7 @@ def _check_supported(cfg: dict[str, Any], cfg_file: Path) -> None:
 def _load_layer(folder: Path, cfg: dict[str, Any]) -> Transcoder:
     file = folder / WEIGHTS_FILE
     tensors = read_safetensors(file)
-    reject_variants(tensors, file)
+    jumprelu, skip = ARCHITECTURES[cfg.get("architecture")]
     dims = {
         "d_in": int(_cfg_value(cfg, "d_in")),
         "d_transcoder": int(_cfg_value(cfg, "d_sae")),
@@ -169,7 +182,25 @@ def _load_layer(folder: Path, cfg: dict[str, Any]) -> Transcoder:
         output_hook=resolve_hook(hook_out, layer),
         keys={"b_dec_out": "b_dec"},
     )
+    if jumprelu:  # SAELens: ReLU(pre) * (pre > t) == pre * (pre > max(t, 0))
+        raw.threshold = require(tensors, "threshold", file, "JumpReLU threshold [d_sae]")
+        raw.threshold = raw.threshold.clamp(min=0)
+    if skip:
+        raw.W_skip = require(tensors, "W_skip", file, "skip connection [d_out, d_in]")
+    _refuse_unexpected(tensors, file, jumprelu, skip, cfg.get("architecture"))
     return to_transcoder(raw, dims)
+
+
+def _refuse_unexpected(
+    tensors: dict[str, Any], file: Path, jumprelu: bool, skip: bool, architecture: Any
+) -> None:
+    """A threshold or W_skip that the cfg.json's architecture does not use would be ignored."""
+    for key, used in (("threshold", jumprelu), ("W_skip", skip)):
+        if key in tensors and not used:
+            raise TranscoderLoadError(
+                f"{file}: tensor {key!r} is present but cfg.json's 'architecture' is "
+                f"{architecture!r}, which does not use it; fix the architecture field"
+            )
 
 
 def _processing(cfg: dict[str, Any]) -> dict[str, bool]:
