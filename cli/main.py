@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import typer
 
 from . import circuit, demo, feature, ingest, prompt, query, serve, store, toy
@@ -23,5 +26,12 @@ app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 
 
+def _terminated(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM (a scheduler cancelling a job, `kill`) as an exception, so the open store marks
+    the job's Run failed on the way out, as Ctrl-C does."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     app()
