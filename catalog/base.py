@@ -21,10 +21,10 @@ from typing import Any, Self
 from . import runs, statements
 from .batches import EdgeBatch, NodeBatch
 from .errors import CircuitcatError, InvalidRowsError, QueryError, ReadOnlyViolationError
+from .protocol import CatalogStore, QueryResult, StoreInfo, StoreSettings
 from .queries import get_query
 from .readonly import parameter_names
 from .schema import REL_SPECS, NodeKind, RelKind
-from .store import QueryResult, StoreInfo, StoreSettings
 
 BATCH_ROWS = 10_000
 INT64 = (-(2**63), 2**63 - 1)
@@ -58,7 +58,11 @@ def check_values(params: Mapping[str, Any]) -> None:
             )
 
 
-class BaseStore(ABC):
+class BaseStore(CatalogStore, ABC):
+    """The shared half of a `CatalogStore` (the protocol states the interface once): writes,
+    named queries, runs. A backend adds `connect`, `close`, `init_schema`, `run_cypher`, `info`
+    and the primitives below."""
+
     backend: str
 
     def __init__(self, settings: StoreSettings) -> None:
@@ -67,15 +71,6 @@ class BaseStore(ABC):
         self._open_runs: set[str] = set()
 
     # ---- primitives each backend provides -------------------------------------------------
-    @abstractmethod
-    def connect(self) -> None: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    @abstractmethod
-    def init_schema(self) -> None: ...
-
     @abstractmethod
     def _read(self, text: str, params: Mapping[str, Any]) -> QueryResult: ...
 
@@ -90,16 +85,6 @@ class BaseStore(ABC):
 
     @abstractmethod
     def _merge_edges(self, batch: EdgeBatch) -> None: ...
-
-    @abstractmethod
-    def run_cypher(
-        self,
-        text: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        write: bool = False,
-        timeout: float | None = None,
-    ) -> QueryResult: ...
 
     # ---- shared behaviour --------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -121,7 +106,7 @@ class BaseStore(ABC):
         cannot tell); Neo4j overrides this."""
         return not self.settings.read_only and str(row["uid"]) not in self._open_runs
 
-    def _on_runs_opened(self, uids: list[str]) -> None:  # noqa: B027 (optional hook)
+    def _on_runs_opened(self, uids: list[str]) -> None:
         """Called after the store wrote new running runs (Neo4j starts its heartbeat)."""
 
     def _track_runs(self, batch: NodeBatch, written: bool) -> None:

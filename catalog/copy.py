@@ -20,8 +20,8 @@ from typing import Any
 
 from . import statements
 from .batches import EdgeBatch, NodeBatch
+from .protocol import CatalogStore
 from .schema import NODE_PROPS, REL_SPECS, NodeKind, RelKind
-from .store import CatalogStore
 
 Progress = Callable[[str, int], None]
 Key = tuple[Any, ...]

@@ -13,7 +13,7 @@ from pathlib import Path
 import networkx as nx
 
 from .errors import CircuitcatError
-from .store import CatalogStore
+from .protocol import CatalogStore
 
 FORMATS = (".graphml", ".json")
 

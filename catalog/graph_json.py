@@ -31,8 +31,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .errors import CircuitcatError
+from .protocol import CatalogStore
 from .schema import feature_uid
-from .store import CatalogStore
 
 SCHEMA_VERSION = 1
 SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -14,9 +14,9 @@ from typing import Any
 
 from .batches import EdgeBatch, NodeBatch
 from .errors import InvalidRowsError, QueryError
+from .protocol import CatalogStore
 from .records import LabelRecord, RunRecord, now_iso, records_to_batch
 from .schema import NodeKind, RelKind
-from .store import CatalogStore
 
 MAX_LABEL_CHARS = 500
 AUTHOR = re.compile(r"[\w.@+-]{1,64}")

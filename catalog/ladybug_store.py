@@ -27,9 +27,9 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
+from .protocol import QueryResult, StoreSettings
 from .readonly import check_ladybug
 from .schema import NODE_PROPS, REL_SPECS, NodeKind, RelKind, quote
-from .store import QueryResult, StoreSettings
 
 DB_FILE = "catalog.lbug"
 _UPGRADE_HINT = (

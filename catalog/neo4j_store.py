@@ -41,9 +41,9 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
+from .protocol import QueryResult, StoreSettings
 from .readonly import check_neo4j_plan
 from .schema import REL_SPECS
-from .store import QueryResult, StoreSettings
 
 log = logging.getLogger(__name__)
 _ACCESS_MODE = "Neo.ClientError.Statement.AccessMode"

@@ -1,8 +1,9 @@
 """Named Cypher queries, loaded once by name from the .cypher files beside this module.
 
 `common.cypher` holds the queries both stores accept as written; `neo4j.cypher` and
-`ladybug.cypher` override a name only where the engines must differ. Each query starts with a
-`// name: <name>` line and is always parameterised, so it can be pasted into Neo4j Browser.
+`ladybug.cypher` (optional for a backend) override a name only where the engines must differ.
+Each query starts with a `// name: <name>` line and is always parameterised, so it can be pasted
+into Neo4j Browser.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def load_queries(backend: str) -> dict[str, str]:
     folder = resources.files("circuitcat.catalog") / "queries"
     queries = parse_query_file((folder / "common.cypher").read_text("utf-8"))
     queries.update(parse_query_file((folder / "web.cypher").read_text("utf-8")))
-    queries.update(parse_query_file((folder / f"{backend}.cypher").read_text("utf-8")))
+    overrides = folder / f"{backend}.cypher"  # optional: a backend that needs none has none
+    if overrides.is_file():
+        queries.update(parse_query_file(overrides.read_text("utf-8")))
     return queries
 
 

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 from .batches import NodeBatch
 from .errors import QueryError
+from .protocol import QueryResult
 from .records import now_iso
-from .store import QueryResult
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 120.0
