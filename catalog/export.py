@@ -2,7 +2,7 @@
 
 Nodes: the circuit's features, tokens and heads (with layer, index, score) and the task's
 target; edges: ATTRIBUTES summed over the task's prompts (`weight`, `n_prompts`). Read by the
-same named queries as `circuit show`.
+same named queries as `circuit show` (catalog/circuits.py `circuit_members`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from .circuits import circuit_members
 from .errors import CircuitcatError
 from .protocol import CatalogStore
 
@@ -19,8 +20,9 @@ FORMATS = (".graphml", ".json")
 
 
 def circuit_graph(store: CatalogStore, circuit_uid: str) -> nx.DiGraph:
+    m = circuit_members(store, circuit_uid)
     g = nx.DiGraph(circuit=circuit_uid)
-    for f in store.query("circuit_features", uid=circuit_uid):
+    for f in m.features:
         g.add_node(
             f["uid"],
             kind="feature",
@@ -28,9 +30,9 @@ def circuit_graph(store: CatalogStore, circuit_uid: str) -> nx.DiGraph:
             index=int(f["feature_index"]),
             score=float(f["score"]),
         )
-    for t in store.query("circuit_tokens", uid=circuit_uid):
+    for t in m.tokens:
         g.add_node(t["uid"], kind="token", text=str(t["token"]), score=float(t["score"]))
-    for h in store.query("circuit_heads", uid=circuit_uid):
+    for h in m.heads:
         g.add_node(
             h["uid"],
             kind="head",
@@ -38,9 +40,7 @@ def circuit_graph(store: CatalogStore, circuit_uid: str) -> nx.DiGraph:
             head=int(h["head"]),
             score=float(h["score"]),
         )
-    edges = store.query("circuit_edges", uid=circuit_uid)
-    edges += store.query("circuit_target_edges", uid=circuit_uid)
-    for e in edges:
+    for e in m.edges + m.target_edges:
         if e["dst"] not in g:
             g.add_node(e["dst"], kind="target", name=str(e.get("target") or e["dst"]))
         if e["src"] in g:

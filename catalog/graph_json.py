@@ -276,12 +276,12 @@ def prompt_graph_json(
     )
     set_uid = _pick_set(store, prompt_uid, set_uid)
     tset = _one(
-        [s for s in store.query("transcoder_sets") if s["uid"] == set_uid],
+        store.query("transcoder_set", uid=set_uid),
         f"transcoder set {set_uid}",
         "register it with `circuitcat ingest register`",
     )
     model = _one(
-        [m for m in store.query("models") if m["uid"] == tset["model"]],
+        store.query("model", uid=tset["model"]),
         f"model {tset['model']}",
         "register it with `circuitcat ingest register`",
     )

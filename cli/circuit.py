@@ -56,7 +56,7 @@ def find(
 
     Features are ranked by their mean total attribution onto the target; the circuit replaces
     an earlier one of the same name."""
-    from circuitcat.ingest.circuits import find_circuit
+    from circuitcat.catalog.circuits import find_circuit
 
     with open_store(store) as catalog:
         r = find_circuit(catalog, task, set_uid, name=name, top_n=top_n, threshold=threshold)
@@ -124,7 +124,7 @@ def show(
     Features with layer, index, score, the answers of the prompts they work on (for
     greater-than the start years YY) and top logits; heads; token -> feature(catalog) -> target
     paths. json: everything; jsonl and csv: the features."""
-    from circuitcat.ingest.circuits import show_circuit
+    from circuitcat.catalog.circuits import show_circuit
 
     with open_store(store) as catalog:
         view = show_circuit(catalog, name, set_uid, task, limit)
@@ -175,7 +175,7 @@ def verify(
     feature is set to its mean activation; the metric is compared with the full model, the
     transcoder-replaced model and random circuits of the same size, and stored on the
     Circuit node."""
-    from circuitcat.ingest.circuits import get_circuit
+    from circuitcat.catalog.circuits import get_circuit
     from circuitcat.ingest.faithfulness import circuit_curve, plot_curve, verify_circuit
     from circuitcat.ingest.inputs import set_uid_for_name
     from circuitcat.ingest.tasks import load_task
@@ -219,7 +219,7 @@ def render_command(
 ) -> None:
     """Draw a stored circuit: tokens at the bottom, layers upwards, the metric on top; nodes
     sized by score, edges by summed attribution (blue positive, red negative)."""
-    from circuitcat.ingest.circuits import get_circuit
+    from circuitcat.catalog.circuits import get_circuit
 
     from .render import render_circuit
 
@@ -242,8 +242,8 @@ def export(
 ) -> None:
     """Write a stored circuit as GraphML or networkx node-link JSON: members with layer, index
     and score, the target, and edges with their attribution summed over the task's prompts."""
+    from circuitcat.catalog.circuits import get_circuit
     from circuitcat.catalog.export import circuit_graph, write_graph
-    from circuitcat.ingest.circuits import get_circuit
 
     with open_store(store) as catalog:
         graph = circuit_graph(catalog, get_circuit(catalog, name, set_uid, task)["uid"])

@@ -28,7 +28,7 @@ def list_prompts(
     store: StoreOption = None,
 ) -> None:
     """The task's prompts with a fully stored attribution graph: uid, text, answer, metric."""
-    from circuitcat.ingest.circuits import pick_set
+    from circuitcat.catalog.circuits import pick_set
 
     with open_store(store) as catalog:
         rows = catalog.query(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitcat.catalog import CatalogStore
+from circuitcat.catalog.circuits import circuit_members
 from circuitcat.catalog.errors import CircuitcatError
 
 FORMATS = (".png", ".svg", ".html")
@@ -41,10 +42,8 @@ def render_circuit(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    features = store.query("circuit_features", uid=circuit_uid)
-    tokens = store.query("circuit_tokens", uid=circuit_uid)
-    edges = store.query("circuit_edges", uid=circuit_uid)
-    into_target = store.query("circuit_target_edges", uid=circuit_uid)
+    m = circuit_members(store, circuit_uid)
+    features, tokens, edges, into_target = m.features, m.tokens, m.edges, m.target_edges
     n_layers = 1 + max((int(f["layer"]) for f in features), default=0)
     pos = _layout(features, tokens, n_layers)
     lines = [(e["src"], e["dst"], e["total"]) for e in edges]

@@ -8,6 +8,7 @@ The front door, in the order a catalog is built (each job reloads the registered
     run_weights(store, loaded, tset, WeightsParams())      # input-invariant connections
     run_prompts(store, loaded, tset, load_task(...), PromptParams())   # attribution graphs
     find_circuit(store, task)  /  verify_circuit(store, loaded, tset, task, name)
+    (find_circuit and show_circuit need no model: they live in circuitcat.catalog.circuits)
 
 Names are imported on first use, so `import circuitcat.ingest` stays cheap (no torch).
 """
@@ -30,8 +31,8 @@ _EXPORTS = {
     "PromptParams": "prompts",
     "load_task": "tasks",
     "run_prompts": "prompts",
-    "find_circuit": "circuits",
-    "show_circuit": "circuits",
+    "find_circuit": "circuitcat.catalog.circuits",
+    "show_circuit": "circuitcat.catalog.circuits",
     "verify_circuit": "faithfulness",
     "circuit_curve": "faithfulness",
 }
@@ -55,7 +56,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .circuits import find_circuit, show_circuit
+    from circuitcat.catalog.circuits import find_circuit, show_circuit
+
     from .corpus import open_corpus
     from .faithfulness import circuit_curve, verify_circuit
     from .features import run_features
@@ -69,5 +71,6 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+    where = _EXPORTS[name]
+    module = importlib.import_module(where if "." in where else f".{where}", __name__)
     return getattr(module, "register" if name == "register_set" else name)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from circuitcat.catalog import CatalogStore
+from circuitcat.catalog.circuits import CircuitReport, CircuitView, find_circuit, show_circuit
 
-from .circuits import CircuitReport, CircuitView, find_circuit, show_circuit
 from .corpus import open_corpus
 from .faithfulness import Faithfulness, verify_circuit
 from .features import run_features

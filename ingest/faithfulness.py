@@ -25,8 +25,8 @@ from torch import Tensor
 
 from circuitcat.catalog import CatalogStore, NodeBatch, NodeKind
 from circuitcat.catalog import schema as s
+from circuitcat.catalog.circuits import get_circuit
 
-from .circuits import get_circuit
 from .corpus import open_corpus, tokenize
 from .models import LoadedModel
 from .tasks import Task, batch_tokens, score

@@ -16,16 +16,16 @@ from typer.testing import CliRunner
 
 from circuitcat.catalog import CatalogStore, open_store
 from circuitcat.catalog import schema as s
-from circuitcat.catalog.errors import IngestError, QueryError
-from circuitcat.catalog.records import RunRecord
-from circuitcat.ingest.attribution import NodeKind as GraphKind
-from circuitcat.ingest.circuits import (
+from circuitcat.catalog.circuits import (
     HEAD,
     find_circuit,
     read_prompt_graphs,
     show_circuit,
     total_attributions,
 )
+from circuitcat.catalog.errors import IngestError, QueryError
+from circuitcat.catalog.records import RunRecord
+from circuitcat.ingest.attribution import NodeKind as GraphKind
 from circuitcat.ingest.faithfulness import (
     faithfulness_curve,
     keep_masks,

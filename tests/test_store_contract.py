@@ -212,6 +212,7 @@ def _named_query_params() -> dict[str, dict]:
     prompt = prompt_uid("greater-than", "from the year 17 32 to the year 17")
     return {
         "models": {},
+        "model": {"uid": data.MODEL},
         "transcoder_sets": {},
         "transcoder_set": {"uid": data.SET.uid},
         "feature": {"uid": f0},

@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from circuitcat.catalog import CatalogStore
+from circuitcat.catalog.circuits import circuit_members, strongest_paths, top_logit_text
 from circuitcat.catalog.errors import QueryError
 from circuitcat.catalog.labels import label_history
-from circuitcat.ingest.circuits import strongest_paths, top_logit_text
 
 # ingest/feature_stats.py bins act_hist this way (copied: importing it would import torch;
 # tests/test_serve_api.py checks the copy): [0] is 0 < a < 10^MIN, then n log-spaced bins.
@@ -179,11 +179,8 @@ def circuit_graph(store: CatalogStore, uid: str) -> dict[str, Any]:
     prompts, `weight` their mean per prompt. Plus heads, faithfulness and strongest paths."""
     c = _one(store.query("web_circuit", uid=uid), f"circuit {uid!r}")
     c["params"], c["faithfulness"] = _parsed(c["params"], {}), _parsed(c["faithfulness"], {})
-    features = store.query("circuit_features", uid=uid)
-    tokens = store.query("circuit_tokens", uid=uid)
-    edges = store.query("circuit_edges", uid=uid)
-    into_target = store.query("circuit_target_edges", uid=uid)
-    acts = store.query("circuit_activations", uid=uid)
+    m = circuit_members(store, uid)
+    features, tokens, edges, into_target = m.features, m.tokens, m.edges, m.target_edges
     answers = {r["uid"]: r for r in store.query("circuit_feature_prompts", uid=uid)}
     n_layers = _n_layers(store, c["set_uid"], features)
     n_prompts = max(int(c["params"].get("n_prompts") or 1), 1)
@@ -223,8 +220,8 @@ def circuit_graph(store: CatalogStore, uid: str) -> dict[str, Any]:
         "n_layers": n_layers,
         "nodes": nodes,
         "links": links,
-        "heads": store.query("circuit_heads", uid=uid),
-        "paths": strongest_paths(edges, into_target, acts, tokens, 10),
+        "heads": m.heads,
+        "paths": strongest_paths(edges, into_target, m.activations, tokens, 10),
     }
 
 

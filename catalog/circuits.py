@@ -1,5 +1,6 @@
-"""Circuits: aggregate the stored prompt graphs of a task into a Circuit and read it back
-(faithfulness: ingest/faithfulness.py).
+"""Circuits, the read side: aggregate the stored prompt graphs of a task into a Circuit and read
+it back (show, export, render and the web pages share `circuit_members`). Needs no model and no
+torch; faithfulness, which runs the model, is ingest/faithfulness.py.
 
 find: the task's stored prompt graphs for one transcoder set are read back with one named
 query (`prompt_attributions`) and each node's total attribution onto the target is computed from
@@ -32,11 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from circuitcat.catalog import CatalogStore, EdgeBatch, NodeKind, RelKind
-from circuitcat.catalog import schema as s
-from circuitcat.catalog.errors import IngestError, QueryError
-from circuitcat.catalog.records import CircuitRecord, RunRecord, now_iso
-from circuitcat.catalog.records import records_to_batch as batch_of
+from . import schema as s
+from .batches import EdgeBatch
+from .errors import IngestError, QueryError
+from .protocol import CatalogStore
+from .records import CircuitRecord, RunRecord, now_iso
+from .records import records_to_batch as batch_of
+from .schema import NodeKind, RelKind
 
 CIRCUIT_FRACTION = 0.05  # default circuit size: this fraction of the live features
 HEAD_SHARE = 0.8
@@ -272,10 +275,12 @@ def _live_count(store: CatalogStore, set_uid: str, n_seen: int) -> tuple[int, st
 
 
 def _model_uid(store: CatalogStore, set_uid: str) -> str:
-    for row in store.query("transcoder_sets"):
-        if row["uid"] == set_uid:
-            return str(row["model"])
-    raise IngestError(f"transcoder set {set_uid!r} is not in the catalog; run `ingest register`")
+    rows = store.query("transcoder_set", uid=set_uid)
+    if not rows:
+        raise IngestError(
+            f"transcoder set {set_uid!r} is not in the catalog; run `ingest register`"
+        )
+    return str(rows[0]["model"])
 
 
 def _contains(circuit: str, kind: NodeKind, rows: list[tuple[str, float]], run: str) -> EdgeBatch:
@@ -477,13 +482,29 @@ def show_circuit(
                 "label": r["label"],
             }
         )
-    heads = store.query("circuit_heads", uid=uid)
-    tokens = store.query("circuit_tokens", uid=uid)
-    paths = strongest_paths(
-        store.query("circuit_edges", uid=uid),
-        store.query("circuit_target_edges", uid=uid),
-        store.query("circuit_activations", uid=uid),
-        tokens,
-        limit,
+    m = circuit_members(store, uid)
+    paths = strongest_paths(m.edges, m.target_edges, m.activations, m.tokens, limit)
+    return CircuitView(circuit, features, m.heads, m.tokens, paths, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class CircuitMembers:
+    """A stored circuit's members and its mean graph, as the `circuit_*` named queries return
+    them: what `circuit show`, `circuit export`, `circuit render` and the web pages read."""
+
+    features: list[dict[str, Any]]
+    tokens: list[dict[str, Any]]
+    heads: list[dict[str, Any]]
+    edges: list[dict[str, Any]]  # member -> member, summed over the task's prompts
+    target_edges: list[dict[str, Any]]  # member feature -> the target
+    activations: list[dict[str, Any]]  # per member feature: its summed activation
+
+
+def circuit_members(store: CatalogStore, uid: str) -> CircuitMembers:
+    """Every member and edge of the circuit `uid` (one named query each)."""
+    return CircuitMembers(
+        *(
+            store.query(f"circuit_{part}", uid=uid)
+            for part in ("features", "tokens", "heads", "edges", "target_edges", "activations")
+        )
     )
-    return CircuitView(circuit, features, heads, tokens, paths, time.perf_counter() - started)
