@@ -39,13 +39,15 @@ from .errors import IngestError, QueryError
 from .protocol import CatalogStore
 from .records import CircuitRecord, RunRecord, now_iso
 from .records import records_to_batch as batch_of
-from .schema import NodeKind, RelKind
+from .schema import GraphNode, NodeKind, RelKind
 
 CIRCUIT_FRACTION = 0.05  # default circuit size: this fraction of the live features
 HEAD_SHARE = 0.8
 TOP_TOKENS = 20
 PROMPTS_PER_QUERY = 25
-FEATURE, TOKEN, ERROR, TARGET, HEAD = 0, 1, 2, 3, 4
+FEATURE, TOKEN, ERROR, TARGET, HEAD = (
+    GraphNode.FEATURE, GraphNode.TOKEN, GraphNode.ERROR, GraphNode.TARGET, GraphNode.HEAD
+)  # fmt: skip
 CLEAR_CONTAINS = "MATCH (c:Circuit {uid: $uid})-[r:CONTAINS]->() DELETE r"
 
 # --------------------------------------------------------------------------------------------

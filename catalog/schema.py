@@ -8,7 +8,7 @@ so re-ingesting the same thing MERGEs onto the same node.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class PropType(StrEnum):
@@ -35,6 +35,19 @@ class NodeKind(StrEnum):
     ERROR = "Error"  # per-prompt error/bias terms: transcoder error, bias, pruned remainder
     TARGET = "Target"  # what a prompt graph explains: a logit, a metric direction, a feature
     LABEL = "Label"  # one label a person gave a feature; the latest is also Feature.label
+
+
+class GraphNode(IntEnum):
+    """The kind of a node in a prompt graph, in memory (ingest/attribution) and as read back
+    from the catalog (catalog/circuits.py). BIAS nodes are stored as `Error` nodes; HEAD occurs
+    only in stored graphs (Head -> node edges decompose the others by attention head)."""
+
+    FEATURE = 0
+    TOKEN = 1
+    ERROR = 2
+    BIAS = 3
+    TARGET = 4
+    HEAD = 5
 
 
 class RelKind(StrEnum):

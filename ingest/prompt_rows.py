@@ -19,13 +19,13 @@ from circuitcat.catalog import schema as s
 from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.records import PromptRecord
 from circuitcat.catalog.records import records_to_batch as batch_of
+from circuitcat.catalog.schema import GraphNode
 
 from .attribution import DirectionTarget, HeadEdges, LogitTarget, PromptGraph
-from .attribution import NodeKind as GraphKind
 
 TARGET_NAME = "logit_diff"  # mean correct logit - mean incorrect logit, as a direction
 ALL_ROUTES = "all"
-ERROR_KINDS = {GraphKind.ERROR: "transcoder_error", GraphKind.BIAS: "bias"}
+ERROR_KINDS = {GraphNode.ERROR: "transcoder_error", GraphNode.BIAS: "bias"}
 REMAINDER = "remainder"
 FINAL_LAYER = -1  # error_uid's layer for terms after the last layer
 
@@ -42,13 +42,13 @@ def _node_uids(
     for kind, layer, index in zip(
         graph.kind.tolist(), graph.layer.tolist(), graph.index.tolist(), strict=True
     ):
-        if kind == GraphKind.FEATURE:
+        if kind == GraphNode.FEATURE:
             uids.append(s.feature_uid(set_uid, layer, index))
-        elif kind == GraphKind.TOKEN:
+        elif kind == GraphNode.TOKEN:
             uids.append(s.token_uid(model_uid, index))
         elif kind in ERROR_KINDS:
-            final = kind == GraphKind.BIAS and layer == graph.n_layers
-            err = (FINAL_LAYER if final else layer, ERROR_KINDS[GraphKind(kind)])
+            final = kind == GraphNode.BIAS and layer == graph.n_layers
+            err = (FINAL_LAYER if final else layer, ERROR_KINDS[GraphNode(kind)])
             uids.append(s.error_uid(set_uid, *err))
             errors[uids[-1]] = err
         else:
@@ -58,13 +58,13 @@ def _node_uids(
 
 def _catalog_kinds(graph: PromptGraph) -> np.ndarray:
     table = {
-        GraphKind.FEATURE: NodeKind.FEATURE,
-        GraphKind.TOKEN: NodeKind.TOKEN,
-        GraphKind.ERROR: NodeKind.ERROR,
-        GraphKind.BIAS: NodeKind.ERROR,
-        GraphKind.TARGET: NodeKind.TARGET,
+        GraphNode.FEATURE: NodeKind.FEATURE,
+        GraphNode.TOKEN: NodeKind.TOKEN,
+        GraphNode.ERROR: NodeKind.ERROR,
+        GraphNode.BIAS: NodeKind.ERROR,
+        GraphNode.TARGET: NodeKind.TARGET,
     }
-    return np.array([table[GraphKind(k)] for k in graph.kind.tolist()], dtype=object)
+    return np.array([table[GraphNode(k)] for k in graph.kind.tolist()], dtype=object)
 
 
 @dataclass(frozen=True)
@@ -133,9 +133,9 @@ def _head_rows(heads: HeadEdges, model_uid: str) -> _Rows:
 def _remainders(graph: PromptGraph) -> tuple[np.ndarray, np.ndarray]:
     """(destination nodes, what their dropped incoming edges carried): every target, and every
     feature whose kept incoming edges miss part of its pre-activation."""
-    is_dst = (graph.kind == GraphKind.FEATURE) | (graph.kind == GraphKind.TARGET)
+    is_dst = (graph.kind == GraphNode.FEATURE) | (graph.kind == GraphNode.TARGET)
     rem = (graph.in_total.double() - graph.incoming_totals().double()).numpy()
-    keep = is_dst.numpy() & ((rem != 0) | (graph.kind == GraphKind.TARGET).numpy())
+    keep = is_dst.numpy() & ((rem != 0) | (graph.kind == GraphNode.TARGET).numpy())
     nodes = np.flatnonzero(keep)
     return nodes, rem[nodes]
 
@@ -179,7 +179,7 @@ def _remainder_sources(
 ) -> tuple[list[str], dict[str, tuple[int, str]]]:
     """The remainder Error node of each destination: its layer's, or layer -1 for targets."""
     layers = [
-        FINAL_LAYER if kind == GraphKind.TARGET else layer
+        FINAL_LAYER if kind == GraphNode.TARGET else layer
         for kind, layer in zip(graph.kind[nodes].tolist(), graph.layer[nodes].tolist(), strict=True)
     ]
     uids = [s.error_uid(set_uid, layer, REMAINDER) for layer in layers]

@@ -53,6 +53,7 @@ from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.parts import WHOLE, Shard
 from circuitcat.catalog.records import PromptRecord, RunRecord, TaskRecord, now_iso
 from circuitcat.catalog.records import records_to_batch as batch_of
+from circuitcat.catalog.schema import GraphNode
 
 from .attribution import (
     HeadEdges,
@@ -63,7 +64,6 @@ from .attribution import (
     split_by_head,
     top_paths,
 )
-from .attribution import NodeKind as GraphKind
 from .models import LoadedModel
 from .prompt_rows import TARGET_NAME, prompt_graph_batches, write_prompt_graphs
 from .register import require_registered
@@ -111,7 +111,7 @@ class PromptsReport:
 def paths_subgraph(graph: PromptGraph, depth: int, branches: int) -> PromptGraph:
     """The nodes and edges on the paper's top paths (beam search), targets always kept."""
     paths = top_paths(graph, depth=depth, branches=branches)
-    nodes = graph.kind == GraphKind.TARGET
+    nodes = graph.kind == GraphNode.TARGET
     edges = torch.zeros(graph.n_edges, dtype=torch.bool)
     for p in paths:
         nodes[list(p.nodes)] = True
@@ -170,7 +170,7 @@ def prompt_graph(
     graph.meta.update(n_full_edges=full.n_edges, n_full_features=_n_features(full))
     if not (params.heads or params.split_edges):
         return graph, None
-    splittable = torch.nonzero(graph.kind[graph.src] != GraphKind.BIAS).flatten()
+    splittable = torch.nonzero(graph.kind[graph.src] != GraphNode.BIAS).flatten()
     heads = split_by_head(
         loaded, tset, prompt.tokens, graph, splittable, batch_size=params.batch_size
     )
@@ -178,7 +178,7 @@ def prompt_graph(
 
 
 def _n_features(graph: PromptGraph) -> int:
-    return int((graph.kind == GraphKind.FEATURE).sum())
+    return int((graph.kind == GraphNode.FEATURE).sum())
 
 
 # --------------------------------------------------------------------------------------------

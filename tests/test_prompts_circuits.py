@@ -25,7 +25,7 @@ from circuitcat.catalog.circuits import (
 )
 from circuitcat.catalog.errors import IngestError, QueryError
 from circuitcat.catalog.records import RunRecord
-from circuitcat.ingest.attribution import NodeKind as GraphKind
+from circuitcat.catalog.schema import GraphNode
 from circuitcat.ingest.faithfulness import (
     faithfulness_curve,
     keep_masks,
@@ -151,13 +151,13 @@ def graph_uids(graph) -> list[str]:
     out = []
     for kind, layer, index in zip(graph.kind, graph.layer, graph.index, strict=True):
         k, la, ix = int(kind), int(layer), int(index)
-        if k == GraphKind.FEATURE:
+        if k == GraphNode.FEATURE:
             out.append(s.feature_uid(SET_UID, la, ix))
-        elif k == GraphKind.TOKEN:
+        elif k == GraphNode.TOKEN:
             out.append(s.token_uid(MODEL_UID, ix))
-        elif k == GraphKind.ERROR:
+        elif k == GraphNode.ERROR:
             out.append(s.error_uid(SET_UID, la, "transcoder_error"))
-        elif k == GraphKind.BIAS:
+        elif k == GraphNode.BIAS:
             out.append(s.error_uid(SET_UID, -1 if la == graph.n_layers else la, "bias"))
         else:
             out.append(s.target_uid("custom", "logit_diff"))

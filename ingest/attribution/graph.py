@@ -31,7 +31,6 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from enum import IntEnum
 from typing import Any, TypeAlias, cast
 
 import torch
@@ -40,6 +39,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuitcat.catalog.errors import IngestError
+from circuitcat.catalog.schema import GraphNode
 from circuitcat.ingest.attribution.capture import freeze
 from circuitcat.ingest.attribution.frozen import (
     FrozenPrompt,
@@ -55,12 +55,7 @@ DEFAULT_BATCH = 64
 log = logging.getLogger(__name__)
 
 
-class NodeKind(IntEnum):
-    FEATURE = 0
-    TOKEN = 1
-    ERROR = 2
-    BIAS = 3
-    TARGET = 4
+NodeKind: TypeAlias = GraphNode  # one enum for prompt-graph nodes: catalog/schema.py
 
 
 @dataclass(frozen=True)
