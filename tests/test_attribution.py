@@ -399,7 +399,7 @@ def hand_graph() -> PromptGraph:
     """12 nodes: features f0..f6 (0..6), tokens t0, t1 (7, 8), error e0 (9), bias b0 (10),
     target T (11). T <- f2 6, f3 -3, e0 0.6, b0 0.4; f2 <- f0 5, t0 3; f3 <- f1 1, t1 3;
     f0 <- t0 1; f1 <- t1 2; f4 <- t0 1, f6 0.5; f5 <- f4 1; f6 <- t1 1 (f4..f6 miss T)."""
-    F, T, E, B, TG = (int(k) for k in NodeKind)
+    F, T, E, B, TG = (int(k) for k in list(NodeKind)[:5])  # HEAD occurs in stored graphs only
     edges = [
         (2, 11, 6.0), (3, 11, -3.0), (9, 11, 0.6), (10, 11, 0.4),
         (0, 2, 5.0), (7, 2, 3.0), (1, 3, 1.0), (8, 3, 3.0),
