@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from . import schema as s
+from . import schema
 from .batches import EdgeBatch
 from .errors import IngestError, QueryError
 from .protocol import CatalogStore
@@ -362,7 +362,7 @@ def find_circuit(
 
 def _head_uid(model_uid: str, via: str) -> str:
     layer, head = via.removeprefix("attn:").split(".")
-    return s.head_uid(model_uid, int(layer), int(head))
+    return schema.head_uid(model_uid, int(layer), int(head))
 
 
 # --------------------------------------------------------------------------------------------

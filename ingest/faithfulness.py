@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from circuitcat.catalog import CatalogStore, NodeBatch, NodeKind
-from circuitcat.catalog import schema as s
+from circuitcat.catalog import CatalogStore, NodeBatch, NodeKind, schema
 from circuitcat.catalog.circuits import get_circuit
 
 from .corpus import open_corpus, tokenize
@@ -217,7 +216,7 @@ def circuit_members(store: CatalogStore, uid: str) -> Members:
 def _checked_circuit(
     store: CatalogStore, loaded: LoadedModel, tset: TranscoderSet, name: str, task: str
 ) -> tuple[dict[str, Any], Members]:
-    set_uid = s.transcoder_set_uid(s.model_uid(loaded.name), tset.name)
+    set_uid = schema.transcoder_set_uid(schema.model_uid(loaded.name), tset.name)
     circuit = get_circuit(store, name, set_uid, task)
     return circuit, circuit_members(store, circuit["uid"])
 

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch, NodeKind, RelKind
-from circuitcat.catalog import schema as s
+from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch, NodeKind, RelKind, schema
 from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.records import PromptRecord
 from circuitcat.catalog.records import records_to_batch as batch_of
@@ -43,13 +42,13 @@ def _node_uids(
         graph.kind.tolist(), graph.layer.tolist(), graph.index.tolist(), strict=True
     ):
         if kind == GraphNode.FEATURE:
-            uids.append(s.feature_uid(set_uid, layer, index))
+            uids.append(schema.feature_uid(set_uid, layer, index))
         elif kind == GraphNode.TOKEN:
-            uids.append(s.token_uid(model_uid, index))
+            uids.append(schema.token_uid(model_uid, index))
         elif kind in ERROR_KINDS:
             final = kind == GraphNode.BIAS and layer == graph.n_layers
             err = (FINAL_LAYER if final else layer, ERROR_KINDS[GraphNode(kind)])
-            uids.append(s.error_uid(set_uid, *err))
+            uids.append(schema.error_uid(set_uid, *err))
             errors[uids[-1]] = err
         else:
             uids.append(target_uid)
@@ -119,7 +118,7 @@ def _head_rows(heads: HeadEdges, model_uid: str) -> _Rows:
     np.add.at(w, inverse.reshape(-1), heads.w[attn].double().numpy())
     n_heads = heads.n_heads
     names = [f"attn:{v // n_heads}.{v % n_heads}" for v in keys[:, 0].tolist()]
-    src = [s.head_uid(model_uid, v // n_heads, v % n_heads) for v in keys[:, 0].tolist()]
+    src = [schema.head_uid(model_uid, v // n_heads, v % n_heads) for v in keys[:, 0].tolist()]
     return _Rows(
         np.array(src, dtype=object),
         np.full(len(keys), NodeKind.HEAD, dtype=object),
@@ -152,7 +151,7 @@ def _target_node(graph: PromptGraph, task: str, run: str) -> tuple[str, NodeBatc
         name, kind = f"logit:{t.token}", "logit"
     else:
         name, kind = f"feature:L{t.layer}/{t.index}", "feature"
-    uid = s.target_uid(task, name)
+    uid = schema.target_uid(task, name)
     batch = NodeBatch(
         NodeKind.TARGET,
         {"uid": [uid], "task": [task], "name": [name], "kind": [kind], "run": [run]},
@@ -182,7 +181,7 @@ def _remainder_sources(
         FINAL_LAYER if kind == GraphNode.TARGET else layer
         for kind, layer in zip(graph.kind[nodes].tolist(), graph.layer[nodes].tolist(), strict=True)
     ]
-    uids = [s.error_uid(set_uid, layer, REMAINDER) for layer in layers]
+    uids = [schema.error_uid(set_uid, layer, REMAINDER) for layer in layers]
     return uids, {u: (layer, REMAINDER) for u, layer in zip(uids, layers, strict=True)}
 
 
@@ -258,13 +257,13 @@ def prompt_graph_batches(
     if heads is not None and not split_edges:
         blocks.append(_head_rows(heads, model_uid))
     edges = _attributes(_Rows.concat(blocks), uids, kinds, graph.pos.numpy(), prompt.uid, run)
-    task = NodeBatch(NodeKind.TASK, {"uid": [s.task_uid(prompt.task)], "name": [prompt.task]})
+    task = NodeBatch(NodeKind.TASK, {"uid": [schema.task_uid(prompt.task)], "name": [prompt.task]})
     of_task = EdgeBatch(
         RelKind.OF_TASK,
         NodeKind.PROMPT,
         NodeKind.TASK,
         [prompt.uid],
-        [s.task_uid(prompt.task)],
+        [schema.task_uid(prompt.task)],
         {"run": [run]},
     )
     nodes = [task, target_batch, _error_nodes(errors, set_uid, run), batch_of([prompt])]

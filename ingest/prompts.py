@@ -47,8 +47,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch
-from circuitcat.catalog import schema as s
+from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch, schema
 from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.parts import WHOLE, Shard
 from circuitcat.catalog.records import PromptRecord, RunRecord, TaskRecord, now_iso
@@ -254,8 +253,8 @@ def run_prompts(
     """Attribute, reduce and write every prompt of `task` not stored yet for this set
     (`write_every` prompts per write); with `shard` i/N only prompts i, i + N, ..."""
     started = time.perf_counter()
-    model_uid = s.model_uid(loaded.name)
-    set_uid = s.transcoder_set_uid(model_uid, tset.name)
+    model_uid = schema.model_uid(loaded.name)
+    set_uid = schema.transcoder_set_uid(model_uid, tset.name)
     require_registered(store, set_uid, tset)
     check_params(params)
     check_fits(task, loaded.model.cfg.n_ctx)

@@ -12,8 +12,7 @@ from importlib.metadata import version
 
 import numpy as np
 
-from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch, NodeKind, RelKind
-from circuitcat.catalog import schema as s
+from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch, NodeKind, RelKind, schema
 from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.records import ModelRecord, RunRecord, TranscoderSetRecord, now_iso
 from circuitcat.catalog.records import records_to_batch as batch_of
@@ -52,7 +51,7 @@ def set_record(tset: TranscoderSet, model_name: str, run: str) -> TranscoderSetR
     first = tset[tset.layers[0]].cfg
     return TranscoderSetRecord(
         name=tset.name,
-        model=s.model_uid(model_name),
+        model=schema.model_uid(model_name),
         source=tset.source,
         format=tset.format,
         d_transcoder=tset.d_transcoder,
@@ -91,7 +90,7 @@ def require_registered(store: CatalogStore, set_uid: str, tset: TranscoderSet) -
 
 
 def _vocabulary(loaded: LoadedModel, run: str) -> NodeBatch:
-    model_uid = s.model_uid(loaded.name)
+    model_uid = schema.model_uid(loaded.name)
     d_vocab = loaded.model.cfg.d_vocab
     tokenizer = loaded.model.tokenizer
     ids = list(range(d_vocab))
@@ -99,7 +98,7 @@ def _vocabulary(loaded: LoadedModel, run: str) -> NodeBatch:
     return NodeBatch(
         NodeKind.TOKEN,
         {
-            "uid": [s.token_uid(model_uid, i) for i in ids],
+            "uid": [schema.token_uid(model_uid, i) for i in ids],
             "model": [model_uid] * d_vocab,
             "token_id": np.arange(d_vocab),
             "text": [t if t is not None else "" for t in texts],
@@ -109,12 +108,12 @@ def _vocabulary(loaded: LoadedModel, run: str) -> NodeBatch:
 
 
 def _heads(loaded: LoadedModel, run: str) -> NodeBatch:
-    cfg, model_uid = loaded.model.cfg, s.model_uid(loaded.name)
+    cfg, model_uid = loaded.model.cfg, schema.model_uid(loaded.name)
     pairs = [(layer, h) for layer in range(cfg.n_layers) for h in range(cfg.n_heads)]
     return NodeBatch(
         NodeKind.HEAD,
         {
-            "uid": [s.head_uid(model_uid, layer, h) for layer, h in pairs],
+            "uid": [schema.head_uid(model_uid, layer, h) for layer, h in pairs],
             "model": [model_uid] * len(pairs),
             "layer": [p[0] for p in pairs],
             "head": [p[1] for p in pairs],
@@ -127,7 +126,8 @@ def _features(tset: TranscoderSet, set_uid: str, run: str) -> NodeBatch:
     layers = np.repeat(tset.layers, tset.d_transcoder)
     index = np.tile(np.arange(tset.d_transcoder), len(tset.layers))
     uids = [
-        s.feature_uid(set_uid, int(layer), int(i)) for layer, i in zip(layers, index, strict=True)
+        schema.feature_uid(set_uid, int(layer), int(i))
+        for layer, i in zip(layers, index, strict=True)
     ]
     return NodeBatch(
         NodeKind.FEATURE,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuitcat.catalog import EdgeBatch, NodeBatch, NodeKind, RelKind
-from circuitcat.catalog import schema as s
+from circuitcat.catalog import EdgeBatch, NodeBatch, NodeKind, RelKind, schema
 from circuitcat.catalog.records import (
     CircuitRecord,
     LabelRecord,
@@ -33,7 +32,7 @@ SET = TranscoderSetRecord(
 )
 N_FEATURES, N_TOKENS = 6, 5
 LABEL = LabelRecord(
-    feature=s.feature_uid(SET.uid, 1, 0),
+    feature=schema.feature_uid(SET.uid, 1, 0),
     text="year after 32",
     author="alice",
     created_at="2026-01-02T00:00:00+00:00",
@@ -42,11 +41,11 @@ LABEL = LabelRecord(
 
 
 def feature_uids(layer: int) -> list[str]:
-    return [s.feature_uid(SET.uid, layer, i) for i in range(N_FEATURES)]
+    return [schema.feature_uid(SET.uid, layer, i) for i in range(N_FEATURES)]
 
 
 def token_uids() -> list[str]:
-    return [s.token_uid(MODEL, t) for t in range(N_TOKENS)]
+    return [schema.token_uid(MODEL, t) for t in range(N_TOKENS)]
 
 
 def node_batches() -> list[NodeBatch]:
@@ -77,7 +76,7 @@ def node_batches() -> list[NodeBatch]:
     heads = NodeBatch(
         NodeKind.HEAD,
         {
-            "uid": [s.head_uid(MODEL, 0, h) for h in range(2)],
+            "uid": [schema.head_uid(MODEL, 0, h) for h in range(2)],
             "model": [MODEL] * 2,
             "layer": [0, 0],
             "head": [0, 1],
@@ -119,8 +118,8 @@ def node_batches() -> list[NodeBatch]:
         NodeKind.ERROR,
         {
             "uid": [
-                s.error_uid(SET.uid, 1, "transcoder_error"),
-                s.error_uid(SET.uid, -1, "remainder"),
+                schema.error_uid(SET.uid, 1, "transcoder_error"),
+                schema.error_uid(SET.uid, -1, "remainder"),
             ],
             "set": [SET.uid] * 2,
             "layer": [1, -1],
@@ -130,7 +129,7 @@ def node_batches() -> list[NodeBatch]:
     target = NodeBatch(
         NodeKind.TARGET,
         {
-            "uid": [s.target_uid("greater-than", "prob_diff")],
+            "uid": [schema.target_uid("greater-than", "prob_diff")],
             "task": ["greater-than"],
             "name": ["prob_diff"],
             "kind": ["metric"],
@@ -162,7 +161,7 @@ def edge_batches() -> list[EdgeBatch]:
     # Distinct magnitudes so "ORDER BY abs(w)" has one answer on every store.
     w = rng.permutation(np.linspace(0.1, 3.0, n)) * rng.choice([-1.0, 1.0], n)
     run = [RUN.uid]
-    prompt = s.prompt_uid("greater-than", "from the year 17 32 to the year 17")
+    prompt = schema.prompt_uid("greater-than", "from the year 17 32 to the year 17")
     circuit = CircuitRecord(name="gt", task="greater-than", set=SET.uid, method="mean").uid
     tok = token_uids()
     return [
@@ -235,7 +234,7 @@ def edge_batches() -> list[EdgeBatch]:
             RelKind.ATTRIBUTES,
             H,
             T,
-            [s.head_uid(MODEL, 0, 1)],
+            [schema.head_uid(MODEL, 0, 1)],
             tok[1:2],
             {
                 "prompt": [prompt],
@@ -259,14 +258,14 @@ def edge_batches() -> list[EdgeBatch]:
             NodeKind.CIRCUIT,
             H,
             [circuit],
-            [s.head_uid(MODEL, 0, 1)],
+            [schema.head_uid(MODEL, 0, 1)],
             {"score": [0.2], "run": run},
         ),
         EdgeBatch(
             RelKind.OF_TASK,
             NodeKind.PROMPT,
             NodeKind.TASK,
-            [prompt, s.prompt_uid("greater-than", "from the year 17 45 to the year 17")],
+            [prompt, schema.prompt_uid("greater-than", "from the year 17 45 to the year 17")],
             ["greater-than"] * 2,
             {"run": run * 2},
         ),
@@ -291,8 +290,8 @@ def edge_batches() -> list[EdgeBatch]:
             RelKind.ATTRIBUTES,
             NodeKind.ERROR,
             NodeKind.TARGET,
-            [s.error_uid(SET.uid, 1, "transcoder_error")],
-            [s.target_uid("greater-than", "prob_diff")],
+            [schema.error_uid(SET.uid, 1, "transcoder_error")],
+            [schema.target_uid("greater-than", "prob_diff")],
             {
                 "prompt": [prompt],
                 "w": [-0.05],
@@ -324,7 +323,7 @@ def edge_batches() -> list[EdgeBatch]:
             F,
             NodeKind.TARGET,
             feature_uids(1)[:1],
-            [s.target_uid("greater-than", "prob_diff")],
+            [schema.target_uid("greater-than", "prob_diff")],
             {
                 "prompt": [prompt],
                 "w": [0.6],
@@ -338,8 +337,8 @@ def edge_batches() -> list[EdgeBatch]:
             RelKind.ATTRIBUTES,
             NodeKind.ERROR,
             NodeKind.TARGET,
-            [s.error_uid(SET.uid, -1, "remainder")],
-            [s.target_uid("greater-than", "prob_diff")],
+            [schema.error_uid(SET.uid, -1, "remainder")],
+            [schema.target_uid("greater-than", "prob_diff")],
             {
                 "prompt": [prompt],
                 "w": [0.02],

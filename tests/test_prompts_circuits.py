@@ -14,8 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from circuitcat.catalog import CatalogStore, open_store
-from circuitcat.catalog import schema as s
+from circuitcat.catalog import CatalogStore, open_store, schema
 from circuitcat.catalog.circuits import (
     HEAD,
     find_circuit,
@@ -111,7 +110,7 @@ def test_stored_edges_equal_the_graph_and_rewriting_adds_nothing(
     uids, expected = graph_uids(graph), defaultdict(float)
     for dst, via, w in zip(heads.dst.tolist(), heads.via.tolist(), heads.w.tolist(), strict=True):
         if via >= 0:
-            head = s.head_uid(MODEL_UID, via // heads.n_heads, via % heads.n_heads)
+            head = schema.head_uid(MODEL_UID, via // heads.n_heads, via % heads.n_heads)
             expected[(head, uids[dst], int(graph.pos[dst]))] += w
     got = {(r["src"], r["dst"], r["dst_pos"]): r["w"] for r in rows if r["src_head"] is not None}
     assert got == pytest.approx(dict(expected), rel=1e-6, abs=1e-7)
@@ -152,15 +151,15 @@ def graph_uids(graph) -> list[str]:
     for kind, layer, index in zip(graph.kind, graph.layer, graph.index, strict=True):
         k, la, ix = int(kind), int(layer), int(index)
         if k == GraphNode.FEATURE:
-            out.append(s.feature_uid(SET_UID, la, ix))
+            out.append(schema.feature_uid(SET_UID, la, ix))
         elif k == GraphNode.TOKEN:
-            out.append(s.token_uid(MODEL_UID, ix))
+            out.append(schema.token_uid(MODEL_UID, ix))
         elif k == GraphNode.ERROR:
-            out.append(s.error_uid(SET_UID, la, "transcoder_error"))
+            out.append(schema.error_uid(SET_UID, la, "transcoder_error"))
         elif k == GraphNode.BIAS:
-            out.append(s.error_uid(SET_UID, -1 if la == graph.n_layers else la, "bias"))
+            out.append(schema.error_uid(SET_UID, -1 if la == graph.n_layers else la, "bias"))
         else:
-            out.append(s.target_uid("custom", "logit_diff"))
+            out.append(schema.target_uid("custom", "logit_diff"))
     return out
 
 
@@ -182,7 +181,7 @@ def test_stored_graphs_add_up_to_the_target(
         incoming = np.zeros(len(graphs.uids))
         rows = (graphs.prompt == p) & (graphs.kind[graphs.src] != HEAD)  # heads: a decomposition
         np.add.at(incoming, graphs.dst[rows], graphs.w[rows])
-        t = graphs.uids.index(s.target_uid("custom", "logit_diff"))
+        t = graphs.uids.index(schema.target_uid("custom", "logit_diff"))
         assert incoming[t] == pytest.approx(target, abs=1e-5 * scale)
 
 
