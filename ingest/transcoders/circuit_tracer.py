@@ -164,29 +164,11 @@ def _load_layer(file: Path, layer: int, hooks: dict[str, str]) -> Transcoder:
             f"{file}: tensor {unknown[0]!r} is not one circuitcat reads (expected "
             f"{', '.join(sorted(_LAYER_KEYS))}); this variant is not supported yet"
         )
-    b_enc = require(tensors, "b_enc", file, "encoder bias [d_transcoder]", ndim=1)
-    d_transcoder = int(b_enc.shape[0])
-    raw = LayerTensors(
-        layer=layer,
-        file=file,
-        W_enc=orient_encoder(
-            require(tensors, "W_enc", file, "encoder [d_transcoder, d_model]"),
-            d_transcoder,
-            file,
-            rows_are_features=True,
-        ),
-        b_enc=b_enc,
-        W_dec=require(tensors, "W_dec", file, "decoder [d_transcoder, d_model]"),
-        b_dec_out=require(tensors, "b_dec", file, "output bias [d_model]"),
-        input_hook=resolve_hook(hooks["feature_input_hook"], layer),
-        output_hook=resolve_hook(hooks["feature_output_hook"], layer),
-        threshold=_threshold(tensors.get("activation_function.threshold")),
-        W_skip=tensors.get("W_skip"),
-        keys={
-            "b_dec_out": "b_dec",
-            "threshold": "activation_function.threshold",
-        },
-    )
+    raw = _layer_tensors(
+        tensors, file, layer, hooks, rows_are_features=True,
+        threshold_key="activation_function.threshold",
+    )  # fmt: skip
+    raw.W_skip = tensors.get("W_skip")
     return to_transcoder(raw)
 
 
@@ -266,23 +248,41 @@ def _load_npz_layer(file: Path, layer: int, hooks: dict[str, str]) -> Transcoder
     circuit-tracer reads it: pre * (pre > threshold); Gemma Scope's thresholds are positive,
     where this equals its ReLU(pre) * (pre > threshold))."""
     tensors = read_npz(file)
+    # circuit-tracer's view of Gemma Scope: JumpReLU pre * (pre > threshold)
+    raw = _layer_tensors(
+        tensors, file, layer, hooks, rows_are_features=False, threshold_key="threshold"
+    )
+    return to_transcoder(raw)
+
+
+def _layer_tensors(
+    tensors: dict[str, Tensor],
+    file: Path,
+    layer: int,
+    hooks: dict[str, str],
+    *,
+    rows_are_features: bool,
+    threshold_key: str,
+) -> LayerTensors:
+    """One layer's tensors in circuitcat's orientation (`rows_are_features`: W_enc stored as
+    [d_transcoder, d_model], as circuit-tracer's own files hold it; Gemma Scope's the other
+    way round); `b_dec` is the output bias."""
     b_enc = require(tensors, "b_enc", file, "encoder bias [d_transcoder]", ndim=1)
-    raw = LayerTensors(
+    layout = "[d_transcoder, d_model]" if rows_are_features else "[d_model, d_transcoder]"
+    return LayerTensors(
         layer=layer,
         file=file,
         W_enc=orient_encoder(
-            require(tensors, "W_enc", file, "encoder [d_model, d_transcoder]"),
+            require(tensors, "W_enc", file, f"encoder {layout}"),
             int(b_enc.shape[0]),
             file,
-            rows_are_features=False,
+            rows_are_features=rows_are_features,
         ),
         b_enc=b_enc,
         W_dec=require(tensors, "W_dec", file, "decoder [d_transcoder, d_model]"),
         b_dec_out=require(tensors, "b_dec", file, "output bias [d_model]"),
         input_hook=resolve_hook(hooks["feature_input_hook"], layer),
         output_hook=resolve_hook(hooks["feature_output_hook"], layer),
-        # circuit-tracer's view of Gemma Scope: JumpReLU pre * (pre > threshold)
-        threshold=_threshold(tensors.get("threshold")),
-        keys={"b_dec_out": "b_dec"},
+        threshold=_threshold(tensors.get(threshold_key)),
+        keys={"b_dec_out": "b_dec", "threshold": threshold_key},
     )
-    return to_transcoder(raw)
