@@ -254,9 +254,14 @@ def test_edges_match_ablation_in_frozen_model(fp: FrozenPrompt, logit_graph: Pro
 
 
 def frozen_hooks(
-    fp: FrozenPrompt, mlp_out: Tensor, extra: list[tuple[str, Callable[..., Any]]] | None = None
+    fp: FrozenPrompt,
+    mlp_out: Tensor,
+    extra: list[tuple[str, Callable[..., Any]]] | None = None,
+    *,
+    post_norm: bool = False,
 ) -> list[tuple[str, Callable[..., Any]]]:
-    """Hooks that freeze the real model: patterns, normalisation scales, MLP outputs."""
+    """Hooks that freeze the real model: patterns, normalisation scales (with `post_norm`
+    Gemma's post-attention norm too), MLP outputs."""
 
     def const(value: Tensor) -> Callable[..., Tensor]:
         return lambda t, hook: value.reshape(1, *value.shape[:1], *([1] * (t.ndim - 3)), 1)
@@ -269,6 +274,8 @@ def frozen_hooks(
             (f"blocks.{a}.ln2.hook_scale", const(fp.mlp_scale[a])),
             (f"blocks.{a}.hook_mlp_out", lambda t, hook, a=a: mlp_out[a][None]),
         ]
+        if post_norm:
+            hooks.append((f"blocks.{a}.ln1_post.hook_scale", const(fp.post_scale[a])))
     return hooks + (extra or [])
 
 

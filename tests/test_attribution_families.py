@@ -52,6 +52,9 @@ from .test_attribution import (
     random_transcoders,
     write_of,
 )
+from .test_attribution import (
+    frozen_hooks as attribution_frozen_hooks,
+)
 
 N_POS, D_VOCAB = 8, 50
 BASE: dict[str, Any] = dict(
@@ -259,22 +262,8 @@ def test_edges_match_ablation_in_frozen_model(case: Case) -> None:
 
 def frozen_hooks(case: Case, mlp_out: Tensor) -> list[tuple[str, Callable[..., Any]]]:
     """Hooks that freeze the real model: patterns, every norm scale, MLP outputs."""
-    fp = case.fp
-
-    def const(value: Tensor) -> Callable[..., Tensor]:
-        return lambda t, hook: value.reshape(1, *value.shape[:1], *([1] * (t.ndim - 3)), 1)
-
-    hooks: list[tuple[str, Callable[..., Any]]] = [("ln_final.hook_scale", const(fp.final_scale))]
-    for a in range(fp.n_layers):
-        hooks += [
-            (f"blocks.{a}.attn.hook_pattern", lambda t, hook, a=a: fp.pattern[a][None]),
-            (f"blocks.{a}.ln1.hook_scale", const(fp.attn_scale[a])),
-            (f"blocks.{a}.ln2.hook_scale", const(fp.mlp_scale[a])),
-            (f"blocks.{a}.hook_mlp_out", lambda t, hook, a=a: mlp_out[a][None]),
-        ]
-        if case.model.cfg.use_normalization_before_and_after:  # Gemma's post-attention norm
-            hooks.append((f"blocks.{a}.ln1_post.hook_scale", const(fp.post_scale[a])))
-    return hooks
+    post_norm = bool(case.model.cfg.use_normalization_before_and_after)
+    return attribution_frozen_hooks(case.fp, mlp_out, post_norm=post_norm)
 
 
 def real_readout(case: Case, hooks: list[tuple[str, Callable[..., Any]]]) -> Tensor:
