@@ -289,7 +289,34 @@ def prompt_graph_json(
     tokens = [_display(str(t)) for t in prompt["tokens"] or []]
     metric = prompt["metric_value"]
     nodes = _Nodes(int(model["n_layers"]), tokens, float(metric) if metric is not None else 0.0)
+    ordered, links, inputs = _nodes_and_links(nodes, rows)
+    _annotate(store, set_uid, prompt_uid, ordered, links, inputs)
+    meta = GraphMetadata(
+        slug=slug_of(slug or f"{set_uid}-{prompt_uid}"),
+        scan=slug_of(scan or str(model["uid"])),
+        prompt_tokens=tokens,
+        prompt=str(prompt["text"]),
+        info={
+            "description": f"{prompt['task']} prompt graph from circuitcat ({set_uid})",
+            "generator": {"name": "circuitcat", "version": _version()},
+            "create_time_ms": int(time.time() * 1000),
+        },
+        circuitcat={
+            "prompt_uid": prompt_uid,
+            "task": prompt["task"],
+            "transcoder_set": set_uid,
+            "answer": prompt["answer"],
+            "metric_value": metric,
+        },
+    )
+    return GraphFile(metadata=meta, nodes=ordered, links=links)
 
+
+def _nodes_and_links(
+    nodes: _Nodes, rows: list[dict[str, Any]]
+) -> tuple[list[GraphNode], list[GraphLink], dict[str, float]]:
+    """The graph's nodes in viewer order, its links (stored rows summed per node pair) and each
+    node's summed input."""
     weights: dict[tuple[str, str], float] = defaultdict(float)
     inputs: dict[str, float] = defaultdict(float)
     for r in rows:
@@ -297,8 +324,20 @@ def prompt_graph_json(
         weights[(s.node_id, d.node_id)] += float(r["w"])
         inputs[d.node_id] += float(r["w"])
     ordered = sorted(nodes.by_key.values(), key=_node_order)
-    index = {n.node_id: i for i, n in enumerate(ordered)}
     links = [GraphLink(source=s, target=d, weight=w) for (s, d), w in sorted(weights.items())]
+    return ordered, links, inputs
+
+
+def _annotate(
+    store: CatalogStore,
+    set_uid: str,
+    prompt_uid: str,
+    ordered: list[GraphNode],
+    links: list[GraphLink],
+    inputs: dict[str, float],
+) -> None:
+    """Each node's influence on the target; each feature's activation and clerp (in place)."""
+    index = {n.node_id: i for i, n in enumerate(ordered)}
     targets = [i for i, n in enumerate(ordered) if n.is_target_logit]
     if len(targets) != 1:
         raise CircuitcatError(
@@ -319,26 +358,6 @@ def prompt_graph_json(
                 node.clerp = clerps[uid]
         if not node.is_target_logit:
             node.influence = float(influence[i])
-
-    meta = GraphMetadata(
-        slug=slug_of(slug or f"{set_uid}-{prompt_uid}"),
-        scan=slug_of(scan or str(model["uid"])),
-        prompt_tokens=tokens,
-        prompt=str(prompt["text"]),
-        info={
-            "description": f"{prompt['task']} prompt graph from circuitcat ({set_uid})",
-            "generator": {"name": "circuitcat", "version": _version()},
-            "create_time_ms": int(time.time() * 1000),
-        },
-        circuitcat={
-            "prompt_uid": prompt_uid,
-            "task": prompt["task"],
-            "transcoder_set": set_uid,
-            "answer": prompt["answer"],
-            "metric_value": metric,
-        },
-    )
-    return GraphFile(metadata=meta, nodes=ordered, links=links)
 
 
 def _index(node_id: str) -> int:
