@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint unit neo4j bench web-assets clean
+.PHONY: install demo test lint unit neo4j bench bench-gpt2 bench-gpu web-assets clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ bench: install  ## benchmarks; results go to docs/benchmarks.md
 	$(BIN)/python -m bench.store_load --write-docs
 	$(BIN)/python -m bench.weights --write-docs
 	$(BIN)/python -m bench.api --write-docs
+	$(BIN)/python -m bench.budget --write-docs
+
+bench-gpt2: install  ## GPT-2-small-shaped weights job at reduced width (12 x 2048) on this CPU
+	$(BIN)/python -m bench.gpt2_weights --features 2048 --threads 1 --write-docs
+
+bench-gpu: install  ## on a CUDA machine: GPT-2-small-shaped weights job (12 x 24576) + attribution
+	bash bench/gpu.sh
 
 web-assets:  ## rebuild cli/web/static/vendor (d3 and its licences) from npm; needs node and npm
 	cd cli/web && npm ci --no-audit --no-fund

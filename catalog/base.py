@@ -182,12 +182,15 @@ class BaseStore(CatalogStore, ABC):
 
     def _may_repeat(self, batch: EdgeBatch, sources: list[str], targets: list[str]) -> bool:
         """False when no stored edge of this kind with the batch's key values leaves any batch
-        source, or none enters any batch target: then no row can repeat a stored edge."""
+        source, or none enters any batch target: then no row can repeat a stored edge.
+        Targets first: a job's fresh unit (a new target layer, a new prompt) has none, and
+        that check costs what the batch's targets hold, while its sources' (earlier layers,
+        shared tokens) outgoing edges grow with the catalog."""
         filters = [k for k in statements.FILTER_KEYS if k in REL_SPECS[batch.kind].key]
         values = {f"{k}_values": batch.unique(k) for k in filters}
         for side, kind, uids in (
-            ("src", batch.src_kind, sources),
             ("dst", batch.dst_kind, targets),
+            ("src", batch.src_kind, sources),
         ):
             stmt = statements.count_existing(batch.kind, kind, side, filters)
             if self._scalar(stmt, {"uids": uids, **values}) == 0:

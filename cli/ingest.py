@@ -53,6 +53,13 @@ def register(
         str | None, typer.Option(help="Register the set under this name (a version).")
     ] = None,
     processing: ProcessingOption = None,
+    activation: Annotated[
+        str | None,
+        typer.Option(
+            help="Declare the activation the files cannot carry: 'topk:K' for a circuit-tracer "
+            "TopK set (stored like a ReLU one). Recorded with the set. Default: the files'."
+        ),
+    ] = None,
     allow_pickle: AllowPickleOption = False,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
@@ -75,6 +82,7 @@ def register(
         device=dev,
         processing=inputs.parse_processing(processing),
         allow_pickle=allow_pickle,
+        activation=activation,
     )
     tset.name = set_name(name) if name else tset.name
     with open_store(store) as catalog:
@@ -113,8 +121,9 @@ def load_inputs(
 @handle_errors
 def features(
     corpus: Annotated[
-        str, typer.Option(help="Text file (a document a line), .jsonl ('text'), folder, or 'toy'.")
-    ],
+        str | None,
+        typer.Option(help="Text file (a document a line), .jsonl ('text'), folder, or 'toy'."),
+    ] = None,
     set_uid: SetOption = None,
     model: ModelOption = None,
     transcoders: TranscodersOption = None,
@@ -128,17 +137,31 @@ def features(
         Path | None, typer.Option(help="Checkpoint folder [default: per-user cache].")
     ] = None,
     threads: ThreadsOption = None,
+    shard: ShardOption = None,
+    parts: PartsOption = None,
+    merge: Annotated[
+        Path | None,
+        typer.Option(help="Merge the shards' statistics in this --parts folder and write them."),
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Stream a corpus through the model and transcoders and record per-feature statistics
-    (density, activations, histogram, top contexts, top logits). Resumes a killed run."""
+    (density, activations, histogram, top contexts, top logits). Resumes a killed run.
+    --shard i/N --parts DIR runs corpus batches b % N == i into DIR; then --merge DIR."""
+    from circuitcat.catalog.parts import parse_shard
     from circuitcat.ingest.corpus import open_corpus
-    from circuitcat.ingest.features import run_features
+    from circuitcat.ingest.features import merge_features, run_features
 
     dev = pick_device(device)
+    if (corpus is None) == (merge is None):
+        raise typer.BadParameter("pass --corpus (a pass) or --merge (shards of one pass)")
     with open_store(store) as catalog, _token_progress() as progress:
         loaded, tset = load_inputs(catalog, set_uid, model, transcoders, dev, threads, allow_pickle)
-        source = open_corpus(corpus, n_docs=n_docs, n_ctx=ctx or loaded.model.cfg.n_ctx)
+        if merge is not None:
+            stats = merge_features(catalog, loaded, tset, merge)
+            typer.echo(f"features: merged {stats.tokens:,} tokens from {merge} into {catalog.uri}")
+            return
+        source = open_corpus(corpus or "", n_docs=n_docs, n_ctx=ctx or loaded.model.cfg.n_ctx)
         stats = run_features(
             catalog,
             loaded,
@@ -150,6 +173,8 @@ def features(
             checkpoint_dir=checkpoint_dir,
             device=dev,
             progress=progress,
+            shard=parse_shard(shard),
+            parts=parts,
         )
     live = ", ".join(f"L{layer} {stats.live(layer)}/{tset.d_transcoder}" for layer in tset.layers)
     resumed = f" (resumed after {stats.resumed_batches} batches)" if stats.resumed_batches else ""
@@ -169,24 +194,41 @@ def weights(
     heads_per_feature: Annotated[int, typer.Option(help="Top heads kept per target.")] = 4,
     top_k_tokens: Annotated[int, typer.Option(help="Tokens kept per feature (DEEMBEDS).")] = 16,
     top_k_logits: Annotated[int, typer.Option(help="Logits kept per sign (PROMOTES).")] = 16,
+    budget: Annotated[
+        str,
+        typer.Option(
+            help="per-target: top-k sources per target over all earlier layers and routes "
+            "(O(features x k) edges); per-pair: top-k per layer pair and per head (~L x heads "
+            "times more)."
+        ),
+    ] = "per-target",
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
+    shard: ShardOption = None,
+    parts: PartsOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Write input-invariant connections: VIRTUAL_WEIGHT (residual and through heads),
-    DEEMBEDS and PROMOTES. Resumes a killed run after its last finished layer pair."""
+    """Write input-invariant connections: VIRTUAL_WEIGHT (residual, through heads and skips),
+    DEEMBEDS and PROMOTES. Resumes a killed run after its last finished unit (a target layer;
+    a layer pair and path with --budget per-pair). --shard i/N runs units u % N == i."""
 
     from circuitcat.ingest.weights_job import WeightsParams, count_units, run_weights
 
-    params = WeightsParams(top_k, heads_per_feature, top_k_tokens, top_k_logits)
+    params = WeightsParams(top_k, heads_per_feature, top_k_tokens, top_k_logits, budget)
     with open_store(store) as catalog:
         loaded, tset = load_inputs(
             catalog, set_uid, model, transcoders, pick_device(device), threads
         )
+        target, which = job_store(catalog, shard, parts)
         with progress_bar() as bar:
-            task = bar.add_task("weights", total=count_units(tset))
+            task = bar.add_task("weights", total=count_units(tset, params))
             report = run_weights(
-                catalog, loaded, tset, params, lambda unit, done: bar.update(task, completed=done)
+                target,
+                loaded,
+                tset,
+                params,
+                lambda unit, done: bar.update(task, completed=done),
+                shard=which,
             )
     edges = ", ".join(f"{n:,} {rel}" for rel, n in sorted(report.edges.items()))
     note = "" if report.scaled else " (unscaled: run `ingest features` first for LN scales)"
@@ -276,7 +318,7 @@ def prompts(
         f"prompts: {r.task} on {r.set_uid}: {r.written} written, {r.skipped} already stored; "
         f"{r.edges:,} ATTRIBUTES rows, {r.features_per_prompt:.0f} features/prompt kept; mean "
         f"{spec.metric} {r.metric_mean:.3f}; {r.seconds:.1f} s (attribution "
-        f"{r.timings['attribute']:.1f} catalog, writing {r.timings['write']:.1f} catalog)"
+        f"{r.timings['attribute']:.1f} s, writing {r.timings['write']:.1f} s)"
     )
 
 

@@ -225,3 +225,15 @@ def merge_layer_stats(a: LayerStats, b: LayerStats) -> LayerStats:
 
 def _fields(obj: Any) -> list[Any]:
     return [getattr(obj, f.name) for f in fields(obj)]
+
+
+def flat_layer(st: LayerStats) -> dict[str, Tensor]:
+    """A layer's tensors by name ("fires", ..., "top.value", ...), as checkpoints hold them."""
+    flat = {f.name: getattr(st, f.name) for f in fields(LayerStats) if f.name != "top"}
+    return flat | {f"top.{f.name}": getattr(st.top, f.name) for f in fields(TopContexts)}
+
+
+def unflat_layer(flat: dict[str, Tensor]) -> LayerStats:
+    top = TopContexts(**{f.name: flat[f"top.{f.name}"] for f in fields(TopContexts)})
+    plain = {f.name: flat[f.name] for f in fields(LayerStats) if f.name != "top"}
+    return LayerStats(top=top, **plain)

@@ -36,7 +36,7 @@ import pickle
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -48,21 +48,24 @@ from torch import Tensor
 from circuitcat.catalog import CatalogStore, NodeBatch, NodeKind
 from circuitcat.catalog import schema as s
 from circuitcat.catalog.errors import IngestError
+from circuitcat.catalog.parts import WHOLE, Shard
 from circuitcat.catalog.records import RunRecord, now_iso
 from circuitcat.catalog.records import records_to_batch as batch_of
 
 from .corpus import Corpus, TokenStream, tokenize
+from .feature_shards import load_shards, save_shard
 from .feature_stats import (
     CONTEXT_WINDOW,
     HIST_BINS,
     TOP_K_CONTEXTS,
     FeatureStats,
-    LayerStats,
     TopContexts,
     batch_layer_stats,
     empty_layer_stats,
+    flat_layer,
     hist_edges,
     merge_layer_stats,
+    unflat_layer,
 )
 from .models import LoadedModel
 from .register import require_registered
@@ -142,16 +145,22 @@ def _run_batch(
 
 
 def _fingerprint(
-    stream: TokenStream, loaded: LoadedModel, tset: TranscoderSet, settings: PassSettings
+    stream: TokenStream,
+    loaded: LoadedModel,
+    tset: TranscoderSet,
+    settings: PassSettings,
+    shard: Shard = WHOLE,
 ) -> str:
     cfg = loaded.model.cfg
-    parts = {
+    parts: dict[str, object] = {
         "version": CHECKPOINT_VERSION,
         "tokens": stream.fingerprint(),
         "model": [loaded.name, loaded.source, loaded.processing, cfg.n_layers, cfg.d_model],
         "set": [tset.name, tset.source, tset.sha256, tset.layers, tset.d_transcoder],
         "settings": asdict(settings) | {"checkpoint_every": None},
     }
+    if shard.count > 1:
+        parts["shard"] = [shard.index, shard.count]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -181,22 +190,10 @@ def checkpoint_path(checkpoint_dir: Path, set_uid: str, fingerprint: str) -> Pat
     return checkpoint_dir / f"{slug}-{fingerprint[:16]}.pt"
 
 
-def _flat(st: LayerStats) -> dict[str, Tensor]:
-    """A layer's tensors by name ("fires", ..., "top.value", ...), as checkpoints hold them."""
-    flat = {f.name: getattr(st, f.name) for f in fields(LayerStats) if f.name != "top"}
-    return flat | {f"top.{f.name}": getattr(st.top, f.name) for f in fields(TopContexts)}
-
-
-def _unflat(flat: dict[str, Tensor]) -> LayerStats:
-    top = TopContexts(**{f.name: flat[f"top.{f.name}"] for f in fields(TopContexts)})
-    plain = {f.name: flat[f.name] for f in fields(LayerStats) if f.name != "top"}
-    return LayerStats(top=top, **plain)
-
-
 def save_checkpoint(path: Path, stats: FeatureStats) -> None:
     """Write atomically (temp file + rename), so a kill mid-write leaves the last good one."""
     layers = {
-        layer: {k: v.cpu() for k, v in _flat(st).items()} for layer, st in stats.layers.items()
+        layer: {k: v.cpu() for k, v in flat_layer(st).items()} for layer, st in stats.layers.items()
     }
     state = {"fingerprint": stats.fingerprint, "tokens": stats.tokens, "batches": stats.batches}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +216,7 @@ def load_checkpoint(path: Path, fresh: FeatureStats) -> FeatureStats | None:
     if state.get("fingerprint") != fresh.fingerprint:
         return None
     for layer, st in fresh.layers.items():
-        want = _flat(st)
+        want = flat_layer(st)
         if saved[layer].keys() != want.keys() or any(
             saved[layer][k].shape != v.shape or saved[layer][k].dtype != v.dtype
             for k, v in want.items()
@@ -227,7 +224,8 @@ def load_checkpoint(path: Path, fresh: FeatureStats) -> FeatureStats | None:
             return None
     device = next(iter(fresh.layers.values())).fires.device
     layers = {
-        layer: _unflat({k: v.to(device) for k, v in flat.items()}) for layer, flat in saved.items()
+        layer: unflat_layer({k: v.to(device) for k, v in flat.items()})
+        for layer, flat in saved.items()
     }
     return replace(fresh, layers=layers, tokens=tokens, batches=batches, resumed_batches=batches)
 
@@ -271,10 +269,11 @@ def _resume_or_start(
     settings: PassSettings,
     checkpoint_dir: Path,
     device: str,
+    shard: Shard = WHOLE,
 ) -> tuple[FeatureStats, Path]:
     set_uid = s.transcoder_set_uid(s.model_uid(loaded.name), tset.name)
     fresh = _new_stats(set_uid, tset, settings, device)
-    fresh.fingerprint = _fingerprint(stream, loaded, tset, settings)
+    fresh.fingerprint = _fingerprint(stream, loaded, tset, settings, shard)
     path = checkpoint_path(checkpoint_dir, set_uid, fresh.fingerprint)
     return load_checkpoint(path, fresh) or fresh, path
 
@@ -288,11 +287,17 @@ def _corpus_pass(
     path: Path,
     device: str,
     progress: Progress | None,
+    shard: Shard = WHOLE,
 ) -> None:
-    """Every batch not yet in `stats`, checkpointed every `checkpoint_every` and at the end."""
+    """Every batch not yet in `stats`, checkpointed every `checkpoint_every` and at the end;
+    a shard i/N runs batches b with b % N == i and steps over the others."""
     if progress is not None:
         progress(stats.tokens, stream.n_tokens)
-    for first_seq, tokens in stream.batches(settings.batch_size, start=stats.batches):
+    batches = stream.batches(settings.batch_size, start=stats.batches)
+    for b, (first_seq, tokens) in enumerate(batches, start=stats.batches):
+        if not shard.takes(b):
+            stats.batches += 1
+            continue
         _run_batch(loaded, tset, stats, tokens.to(device), first_seq, settings)
         if stats.batches % settings.checkpoint_every == 0:
             save_checkpoint(path, stats)
@@ -318,9 +323,14 @@ def run_features(
     checkpoint_every: int = CHECKPOINT_EVERY,
     top_k_logits: int = TOP_K_LOGITS,
     progress: Progress | None = None,
+    shard: Shard = WHOLE,
+    parts: Path | None = None,
 ) -> FeatureStats:
     """Run the corpus pass (see module doc) and write the Feature statistics, the set's
     ln2_scale_mean and a Run node; `progress(tokens_done, tokens_total)` after each batch.
+
+    With `parts`, the accumulators go to a file in that folder instead of the catalog
+    (feature_shards.py); a `shard` i/N (which needs `parts`) runs batches b % N == i only.
 
     Resumes from a matching checkpoint under `checkpoint_dir` (default: a per-user cache
     folder) and removes it once everything is written. Windows are `ctx` tokens (default:
@@ -338,10 +348,12 @@ def run_features(
     _check_args(loaded, tset, settings, max_tokens)
     tokenizer = loaded.model.tokenizer
     stream = tokenize(corpus, tokenizer, n_ctx=settings.n_ctx, max_tokens=max_tokens)
+    if shard.count > 1 and parts is None:
+        raise IngestError("--shard needs --parts: a shard's statistics are only a part")
     folder = checkpoint_dir or default_checkpoint_dir()
-    stats, path = _resume_or_start(stream, loaded, tset, settings, folder, device)
+    stats, path = _resume_or_start(stream, loaded, tset, settings, folder, device, shard)
     require_registered(store, stats.set_uid, tset)
-    _corpus_pass(loaded, tset, stream, stats, settings, path, device, progress)
+    _corpus_pass(loaded, tset, stream, stats, settings, path, device, progress, shard)
     stats.seconds = time.perf_counter() - t0
     params = {
         "model": loaded.name,
@@ -352,10 +364,14 @@ def run_features(
         "max_tokens": max_tokens,
         **asdict(settings),
     }
-    run = RunRecord(
-        job="features", started_at=started, params=params, code_version=version("circuitcat")
-    )
-    write_features(store, stats, loaded, tset, run, top_k_logits)
+    if parts is not None:
+        whole = _fingerprint(stream, loaded, tset, settings)
+        save_shard(parts, shard, stats, whole, params)
+    else:
+        run = RunRecord(
+            job="features", started_at=started, params=params, code_version=version("circuitcat")
+        )
+        write_features(store, stats, loaded, tset, run, top_k_logits)
     path.unlink(missing_ok=True)
     return stats
 
@@ -395,9 +411,11 @@ def contexts_json(top: TopContexts, texts: dict[int, str]) -> list[str]:
 
 
 def logits_json(loaded: LoadedModel, tset: TranscoderSet, layer: int, k: int) -> list[str]:
-    """Per feature: [{token, token_id, w}] for the top-k positive, then top-k negative logits."""
+    """Per feature: [{token, token_id, w}] for the top-k positive, then top-k negative logits
+    (of everything it writes: the sum of a cross-layer feature's decoders)."""
     W_U = loaded.model.W_U.detach()
-    top = topk_logits(tset[layer].W_dec.detach().to(W_U), W_U, min(k, W_U.shape[1]))
+    W_dec = tset.decoder_sum(layer).detach().to(W_U)
+    top = topk_logits(W_dec, W_U, min(k, W_U.shape[1]))
     ids = torch.cat([top.pos_index, top.neg_index], dim=1).cpu()
     ws = torch.cat([top.pos_w, top.neg_w], dim=1).cpu().tolist()
     texts = token_texts(loaded.model.tokenizer, ids)
@@ -457,3 +475,21 @@ def write_features(
     )
     done = run.model_copy(update={"status": "done", "finished_at": now_iso()})
     store.write_nodes(batch_of([done]))
+
+
+def merge_features(
+    store: CatalogStore,
+    loaded: LoadedModel,
+    tset: TranscoderSet,
+    parts: Path,
+    top_k_logits: int = TOP_K_LOGITS,
+) -> FeatureStats:
+    """Merge every shard's accumulators in `parts` (all N shards of one pass) and write the
+    Feature statistics as `run_features` does. Counts, maxima, histograms and top contexts
+    merge exactly; the fp64 sums behind act_mean and ln2_scale_mean up to float rounding."""
+    set_uid = s.transcoder_set_uid(s.model_uid(loaded.name), tset.name)
+    require_registered(store, set_uid, tset)
+    stats, params = load_shards(parts, set_uid, tset.layers)
+    run = RunRecord(job="features", params=params, code_version=version("circuitcat"))
+    write_features(store, stats, loaded, tset, run, top_k_logits)
+    return stats

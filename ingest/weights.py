@@ -19,7 +19,7 @@ block size and device (torch.topk alone breaks exact ties arbitrarily). rank 0 =
 
 Memory: V = W_dec_src @ W_enc_dst is reduced block by block (source rows x target columns), each
 block fused with a top-k and merged into a running [n_dst, k] top-k, so the extra memory is two
-block buffers plus the [n_dst, k] result, whatever n_src is.
+block buffers plus the [n_dst, k] result, whatever n_src is (topk.py).
 
 Heads: an MLP feature at layer l1 writes into resid_pre of l1 + 1, so a head at layer a reads
 it when l1 < a. In sequential blocks (GPT-2, Llama, Qwen, Gemma) the MLP at l2 reads the
@@ -28,6 +28,18 @@ blocks (`parallel_attn_mlp`: GPT-NeoX / Pythia, GPT-J) attention and MLP of a la
 its resid_pre, so only l1 < a < l2 (and a token reaches a layer-l feature through heads a < l).
 `W_V` here is what a head applies to the *normalised* residual (ln1's w folded in) and `W_O`
 what it writes (Gemma's ln1_post w folded in); weights_job.py prepares both from the model.
+
+Transcoder kinds (docs/concepts.md has the formulas):
+- the activation function (ReLU, JumpReLU, TopK) does not enter input-invariant weights;
+- a cross-layer feature at l1 writes W_dec[l1 -> m] into every m >= l1, so what a reader at
+  layer r sees of it is the sum of the decoders it writes before r reads: m < l2 for a layer-l2
+  feature (both block shapes), m < a for head a, every m for the logits (`decoder_sum`);
+- a skip connection (W_skip, S_m = W_skip.T of layer m) is a linear route from MLP m's input to
+  its output that no feature owns: VIRTUAL_WEIGHT via "skip:m" is d_i S_m e_j for
+  l1 < m < l2 (what l1 writes before m reads, through the skip, into l2's encoder), DEEMBEDS
+  via "skip:m" is W_E S_m e_j for m < l2; both x the scales of layers m and l2. Routes through
+  two or more skips (or a skip and a head) are not listed, as routes through two heads are
+  not. PROMOTES is the feature's own write, d_i W_U, as for heads.
 """
 
 from __future__ import annotations
@@ -44,23 +56,30 @@ from torch import Tensor
 from circuitcat.catalog.errors import IngestError
 from circuitcat.ingest.transcoders.transcoder import TranscoderSet
 
+from .topk import (
+    BLOCKS,
+    DST_BLOCK,
+    LOGIT_BLOCK_ELEMS,
+    SRC_BLOCK,
+    BlockSizes,
+    _check_k,
+    _f32,
+    _finite,
+    _lex_first,
+    _top_set,
+    topk_virtual_weights,
+)
+
+__all__ = [
+    "BLOCKS",
+    "DST_BLOCK",
+    "LOGIT_BLOCK_ELEMS",
+    "SRC_BLOCK",
+    "BlockSizes",
+    "topk_virtual_weights",
+]
+
 Rel = Literal["VIRTUAL_WEIGHT", "DEEMBEDS", "PROMOTES"]
-
-# Tuned on 2 CPU cores (bench/weights.py): big enough for BLAS to run at full speed and for
-# torch's CPU topk to take its fast partial-sort path (row length >= 64 x (k + 1)), small enough
-# that the two fp32 block buffers stay at 2 x 4096 x 4096 x 4 B = 128 MiB.
-SRC_BLOCK = 4096
-DST_BLOCK = 4096
-# Logit blocks hold rows x d_vocab fp32 values.
-LOGIT_BLOCK_ELEMS = 1 << 24
-
-
-@dataclass(frozen=True)
-class BlockSizes:
-    """Block shape of the blocked products: `src` source rows x `dst` target columns."""
-
-    src: int = SRC_BLOCK
-    dst: int = DST_BLOCK
 
 
 @dataclass(frozen=True)
@@ -68,8 +87,12 @@ class WeightEdges:
     """Edges of one kind between two layers, one row per edge (all tensors on the CPU).
 
     `src_layer` is None when sources are tokens (DEEMBEDS); `dst_layer` is None when targets
-    are tokens (PROMOTES). `via` is "resid" or "attn:L.H". `w` = `w_raw` x the layer's scale
-    factor. `rank` counts from 0 within one target (one source feature and sign for PROMOTES).
+    are tokens (PROMOTES). `via` is "resid", "attn:L.H" or "skip:L". `w` = `w_raw` x the
+    layer's scale factor. `rank` counts from 0 within one target (one source feature and
+    sign for PROMOTES).
+
+    A per-target budget mixes routes in one container: then `route` gives each row's entry in
+    `routes`, a (src_layer, via) pair that overrides `src_layer` and `via` for that row.
     """
 
     src_layer: int | None
@@ -81,16 +104,27 @@ class WeightEdges:
     rank: Int64[Tensor, " n"]
     w_raw: Float[Tensor, " n"] | None = None
     rel: Rel = "VIRTUAL_WEIGHT"
+    route: Int64[Tensor, " n"] | None = None
+    routes: tuple[tuple[int | None, str], ...] = ()
 
     def __post_init__(self) -> None:
         cols = [self.src_index, self.dst_index, self.w, self.rank]
         if self.w_raw is not None:
             cols.append(self.w_raw)
+        if self.route is not None:
+            cols.append(self.route)
         if len({c.shape for c in cols}) != 1 or cols[0].dim() != 1:
             raise IngestError(f"WeightEdges {self.via}: columns must be 1-D and the same length")
 
     def __len__(self) -> int:
         return int(self.w.shape[0])
+
+    def row_routes(self) -> tuple[list[int | None], list[str]]:
+        """(source layer, via) of every row."""
+        if self.route is None:
+            return [self.src_layer] * len(self), [self.via] * len(self)
+        pairs = [self.routes[r] for r in self.route.tolist()]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 class SignedTopK(NamedTuple):
@@ -100,140 +134,6 @@ class SignedTopK(NamedTuple):
     pos_w: Float[Tensor, "rows k"]
     neg_index: Int64[Tensor, "rows k"]
     neg_w: Float[Tensor, "rows k"]
-
-
-# ---------------------------------------------------------------------------------------------
-# selection helpers: exact top-k under (key, then lower index)
-
-
-def _f32(x: Tensor) -> Tensor:
-    return x.detach().to(torch.float32)
-
-
-def _finite(w: Tensor, what: str) -> Tensor:
-    # checked on the result, not the inputs, to stay O(result) in memory: topk and sort rank
-    # NaN above every number, so a NaN or inf anywhere in a product reaches the result
-    if not bool(torch.isfinite(w).all()):
-        raise IngestError(f"{what} has NaN or infinite values; check the weight files")
-    return w
-
-
-def _check_k(k: int, n: int) -> int:
-    if k < 1:
-        raise IngestError(f"top-k must be at least 1, got {k}")
-    return min(k, n)
-
-
-def _top_set(
-    key: Float[Tensor, "r c"], k: int, largest: bool, ids: Int64[Tensor, "r c"] | None = None
-) -> Int64[Tensor, "r k"]:
-    """Columns of the k best entries of each row (any order); ties go to the lower id
-    (`ids`, or the column itself when None)."""
-    n_rows, n = key.shape
-    if k >= n:
-        return torch.arange(n, device=key.device).expand(n_rows, n)
-    val, cols = torch.topk(key, k + 1, dim=1, largest=largest, sorted=True)
-    cols = cols[:, :k]
-    # the set is ambiguous only where the (k+1)-th value equals the k-th: rare, so those rows
-    # alone take the slow exact path
-    tied = (val[:, k] == val[:, k - 1]).nonzero().squeeze(1)
-    if tied.numel():
-        if ids is None:
-            order = torch.sort(key[tied], dim=1, descending=largest, stable=True).indices
-        else:
-            order = _lex_first(key[tied], ids[tied], k, descending=largest)
-        cols[tied] = order[:, :k]
-    return cols
-
-
-def _lex_first(
-    key: Float[Tensor, "r c"], idx: Int64[Tensor, "r c"], k: int, descending: bool
-) -> Int64[Tensor, "r k"]:
-    """Positions of the first k entries per row ordered by key, then by ascending idx."""
-    by_idx = torch.argsort(idx, dim=1)
-    by_key = torch.sort(key.gather(1, by_idx), dim=1, descending=descending, stable=True).indices
-    return by_idx.gather(1, by_key[:, :k])
-
-
-def _buffer_view(buf: Tensor, rows: int, cols: int) -> Tensor:
-    """A contiguous [rows, cols] view at the start of a flat buffer (edge blocks are smaller)."""
-    return buf[: rows * cols].view(rows, cols)
-
-
-# ---------------------------------------------------------------------------------------------
-# the blocked product with a running top-k
-
-
-def _block_topk(
-    src: Float[Tensor, "n_src d"],
-    dst_t: Float[Tensor, "t d"],
-    s0: int,
-    k: int,
-    src_block: int,
-    bufs: tuple[Tensor, Tensor],
-) -> tuple[Float[Tensor, "t k"], Int64[Tensor, "t k"]]:
-    """Top-k (signed weight, source index) per target within source rows s0 .. s0 + src_block."""
-    s = src[s0 : s0 + src_block]
-    # targets on rows so the top-k runs along contiguous memory; both buffers are reused
-    v = torch.matmul(dst_t, s.T, out=_buffer_view(bufs[0], dst_t.shape[0], s.shape[0]))
-    a = torch.abs(v, out=_buffer_view(bufs[1], dst_t.shape[0], s.shape[0]))
-    local = _top_set(a, k, largest=True)
-    return v.gather(1, local), local + s0
-
-
-def _topk_target_block(
-    src: Float[Tensor, "n_src d"],
-    dst_t: Float[Tensor, "t d"],
-    k: int,
-    src_block: int,
-    bufs: tuple[Tensor, Tensor],
-) -> tuple[Int64[Tensor, "t k"], Float[Tensor, "t k"]]:
-    """Top-k sources for one block of targets, streaming over blocks of source rows."""
-    run_w, run_i = _block_topk(src, dst_t, 0, k, src_block, bufs)
-    for s0 in range(src_block, src.shape[0], src_block):
-        blk_w, blk_i = _block_topk(src, dst_t, s0, k, src_block, bufs)
-        cand_w, cand_i = torch.cat([run_w, blk_w], dim=1), torch.cat([run_i, blk_i], dim=1)
-        keep = _top_set(cand_w.abs(), k, largest=True, ids=cand_i)
-        run_w, run_i = cand_w.gather(1, keep), cand_i.gather(1, keep)
-    # the running set is unordered; order it once: |w| descending, then source index
-    pos = _lex_first(run_w.abs(), run_i, k, descending=True)
-    return run_i.gather(1, pos), run_w.gather(1, pos)
-
-
-@torch.no_grad()
-def topk_virtual_weights(
-    W_dec_src: Float[Tensor, "n_src d"],
-    W_enc_dst: Float[Tensor, "d n_dst"],
-    k: int,
-    block_size: int = SRC_BLOCK,
-    target_block_size: int = DST_BLOCK,
-    scale: float = 1.0,
-) -> tuple[Int64[Tensor, "n_dst k"], Float[Tensor, "n_dst k"]]:
-    """Top-k sources per target column of V = W_dec_src @ W_enc_dst by |V|, signs kept.
-
-    Computed in blocks of `block_size` source rows x `target_block_size` target columns with a
-    running top-k merge; the full product is never held. k is clamped to n_src. Returns source
-    indices and weights (x `scale`), rank 0 first, on the inputs' device, fp32.
-    """
-    src, dst = _f32(W_dec_src), _f32(W_enc_dst)
-    if src.dim() != 2 or dst.dim() != 2 or src.shape[1] != dst.shape[0]:
-        raise IngestError(f"cannot multiply {tuple(src.shape)} by {tuple(dst.shape)}")
-    if block_size < 1 or target_block_size < 1:
-        raise IngestError("block sizes must be positive")
-    n_src, n_dst = src.shape[0], dst.shape[1]
-    k = _check_k(k, n_src)
-    idx = torch.empty(n_dst, k, dtype=torch.int64, device=src.device)
-    w = torch.empty(n_dst, k, dtype=torch.float32, device=src.device)
-    if k == 0 or n_dst == 0:
-        return idx, w
-    sb, tb = min(block_size, n_src), min(target_block_size, n_dst)
-    bufs = (src.new_empty(sb * tb), src.new_empty(sb * tb))
-    dst_t = dst.T
-    for t0 in range(0, n_dst, tb):
-        idx[t0 : t0 + tb], w[t0 : t0 + tb] = _topk_target_block(
-            src, dst_t[t0 : t0 + tb], k, sb, bufs
-        )
-    return idx, _finite(w, "the product W_dec @ W_enc") * scale
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +204,7 @@ def topk_through_head(
     W_O_h: Float[Tensor, "d_head d_model"],
     W_enc_dst: Float[Tensor, "d_model n_dst"],
     k: int,
-    blocks: BlockSizes = BlockSizes(),
+    blocks: BlockSizes = BLOCKS,
 ) -> tuple[Int64[Tensor, "n_dst k"], Float[Tensor, "n_dst k"]]:
     """Top-k sources per target of d_i W_V W_O e_j, kept factored: (W_dec W_V) @ (W_O W_enc)."""
     src = _f32(W_dec_src) @ _f32(W_V_h)
@@ -320,7 +220,7 @@ def topk_deembeds(
     W_E: Float[Tensor, "d_vocab d_model"],
     W_enc: Float[Tensor, "d_model d_transcoder"],
     k: int,
-    blocks: BlockSizes = BlockSizes(),
+    blocks: BlockSizes = BLOCKS,
 ) -> tuple[Int64[Tensor, "d_transcoder k"], Float[Tensor, "d_transcoder k"]]:
     """Top-k tokens per feature by |W_E e_j| (both signs): the direct token -> feature path."""
     return topk_virtual_weights(W_E, W_enc, k, blocks.src, blocks.dst)
@@ -389,9 +289,15 @@ def _edges(
     return WeightEdges(layers[0], layers[1], via, src, dst, w_raw * factor, rank, w_raw, rel)
 
 
-def _weights(tset: TranscoderSet, layer: int, device: str | None) -> tuple[Tensor, Tensor]:
-    tc = tset[layer]
-    return tc.W_dec.detach().to(device), tc.W_enc.detach().to(device)
+def _encoder(tset: TranscoderSet, layer: int, device: str | None) -> Tensor:
+    return tset[layer].W_enc.detach().to(device)
+
+
+def _writes(
+    tset: TranscoderSet, layer: int, below: int | None, device: str | None
+) -> Float[Tensor, "d_transcoder d_model"]:
+    """What `layer`'s features write before a reader at layer `below` (None: the logits)."""
+    return tset.decoder_sum(layer, below).detach().to(device)
 
 
 def _pairs(tset: TranscoderSet, pairs: Iterable[tuple[int, int]] | None) -> list[tuple[int, int]]:
@@ -410,7 +316,7 @@ def residual_edges(
     k: int = 32,
     scales: Mapping[int, float] | None = None,
     pairs: Iterable[tuple[int, int]] | None = None,
-    blocks: BlockSizes = BlockSizes(),
+    blocks: BlockSizes = BLOCKS,
     device: str | None = None,
 ) -> Iterator[WeightEdges]:
     """VIRTUAL_WEIGHT via "resid" for every layer pair l1 < l2 (or the given `pairs`).
@@ -420,8 +326,7 @@ def residual_edges(
     so a writer can resume after the last pair it stored.
     """
     for l1, l2 in _pairs(tset, pairs):
-        W_dec, _ = _weights(tset, l1, device)
-        _, W_enc = _weights(tset, l2, device)
+        W_dec, W_enc = _writes(tset, l1, l2, device), _encoder(tset, l2, device)
         topk = topk_virtual_weights(W_dec, W_enc, k, blocks.src, blocks.dst)
         ids = torch.arange(W_enc.shape[1])
         yield _edges("VIRTUAL_WEIGHT", (l1, l2), "resid", ids, topk, _factor(scales, l2))
@@ -434,6 +339,26 @@ def _kept_heads(
     for flat in torch.unique(heads).tolist():
         targets = (heads == flat).any(dim=1).nonzero().squeeze(1)
         yield flat // n_heads, flat % n_heads, targets
+
+
+def _ranked(
+    ranked: dict[int, Tensor] | None,
+    layer: int,
+    W_V: Tensor,
+    W_O: Tensor,
+    W_enc: Tensor,
+    n: int,
+    last: int,
+    attn_scales: Mapping[int, float] | None,
+) -> Int64[Tensor, "n_dst n"]:
+    """Each target's top heads, from `ranked` (one job's rankings by target layer, filled on
+    first use) when given: the per-pair units of one target layer share them."""
+    if ranked is not None and layer in ranked:
+        return ranked[layer]
+    heads, _ = top_heads_per_feature(W_V, W_O, W_enc, n, last, attn_scales)
+    if ranked is not None:
+        ranked[layer] = heads
+    return heads
 
 
 def last_head_layer(layer: int, parallel: bool) -> int:
@@ -450,10 +375,11 @@ def attention_edges(
     scales: Mapping[int, float] | None = None,
     attn_scales: Mapping[int, float] | None = None,
     pairs: Iterable[tuple[int, int]] | None = None,
-    blocks: BlockSizes = BlockSizes(),
+    blocks: BlockSizes = BLOCKS,
     device: str | None = None,
     *,
     parallel: bool = False,
+    ranked: dict[int, Tensor] | None = None,
 ) -> Iterator[WeightEdges]:
     """VIRTUAL_WEIGHT via "attn:a.h": per target feature its top heads by ||OV e_j|| among
     layers up to `last_head_layer(l2, parallel)`, then top-k sources through each kept head
@@ -467,12 +393,12 @@ def attention_edges(
         last = last_head_layer(l2, parallel)
         if last < 0:
             continue
-        _, W_enc = _weights(tset, l2, device)
-        heads, _ = top_heads_per_feature(W_V, W_O, W_enc, n_heads_per_feature, last, attn_scales)
+        W_enc = _encoder(tset, l2, device)
+        heads = _ranked(ranked, l2, W_V, W_O, W_enc, n_heads_per_feature, last, attn_scales)
         for a, h, targets in _kept_heads(heads.cpu(), W_V.shape[1]):
             factor = _factor(scales, l2) * _factor(attn_scales, a)
             for l1 in (p[0] for p in chosen if p[1] == l2 and p[0] < a):
-                W_dec, _ = _weights(tset, l1, device)
+                W_dec = _writes(tset, l1, a, device)
                 topk = topk_through_head(W_dec, W_V[a, h], W_O[a, h], W_enc[:, targets], k, blocks)
                 yield _edges("VIRTUAL_WEIGHT", (l1, l2), f"attn:{a}.{h}", targets, topk, factor)
 
@@ -485,10 +411,11 @@ def deembed_edges(
     heads: tuple[Tensor, Tensor] | None = None,
     n_heads_per_feature: int = 4,
     attn_scales: Mapping[int, float] | None = None,
-    blocks: BlockSizes = BlockSizes(),
+    blocks: BlockSizes = BLOCKS,
     device: str | None = None,
     *,
     parallel: bool = False,
+    ranked: dict[int, Tensor] | None = None,
 ) -> Iterator[WeightEdges]:
     """DEEMBEDS token -> feature per layer: direct ("resid"), and through each feature's top
     heads ("attn:a.h", a <= layer; a < layer for `parallel` blocks) when `heads` = (W_V, W_O)
@@ -497,7 +424,7 @@ def deembed_edges(
     if heads is not None:
         W_V, W_O = (x.detach().to(device) for x in heads)
     for layer in tset.layers:
-        _, W_enc = _weights(tset, layer, device)
+        W_enc = _encoder(tset, layer, device)
         ids = torch.arange(W_enc.shape[1])
         factor = _factor(scales, layer)
         direct = topk_deembeds(W_E, W_enc, k, blocks)
@@ -505,7 +432,7 @@ def deembed_edges(
         last = last_head_layer(layer, parallel)
         if heads is None or last < 0:
             continue
-        top, _ = top_heads_per_feature(W_V, W_O, W_enc, n_heads_per_feature, last, attn_scales)
+        top = _ranked(ranked, layer, W_V, W_O, W_enc, n_heads_per_feature, last, attn_scales)
         for a, h, targets in _kept_heads(top.cpu(), W_V.shape[1]):
             topk = topk_through_head(W_E, W_V[a, h], W_O[a, h], W_enc[:, targets], k, blocks)
             f = factor * _factor(attn_scales, a)
@@ -527,7 +454,7 @@ def logit_edges(
     """
     W_U = W_U.detach().to(device)
     for layer in tset.layers if layers is None else layers:
-        W_dec, _ = _weights(tset, layer, device)
+        W_dec = _writes(tset, layer, None, device)
         top = topk_logits(W_dec, W_U, k)
         ids = torch.arange(W_dec.shape[0])
         # a small vocabulary can put one token in both lists; keep each on its own sign
@@ -536,3 +463,63 @@ def logit_edges(
         cols = [pos, neg]
         src, dst, w_raw, rank = (torch.cat(c) for c in zip(*cols, strict=True))
         yield WeightEdges(layer, None, "resid", src, dst, w_raw * scale, rank, w_raw, "PROMOTES")
+
+
+# ---------------------------------------------------------------------------------------------
+# through skip connections
+
+
+def skip_layers(tset: TranscoderSet, above: int, below: int) -> list[int]:
+    """Layers m with above < m < below whose transcoder has a skip connection."""
+    return [m for m in tset.layers if above < m < below and tset[m].W_skip is not None]
+
+
+def _through_skip(
+    tset: TranscoderSet, m: int, src: Float[Tensor, "n_src d_model"]
+) -> Float[Tensor, "n_src d_model"]:
+    """What rows `src` written into MLP m's input become at its output through its skip
+    (x @ W_skip.T; W_skip as the set holds it, e.g. centred by weights_job for LayerNorm)."""
+    W_skip = tset[m].W_skip
+    if W_skip is None:
+        raise IngestError(f"layer {m} has no skip connection")
+    return _f32(src) @ _f32(W_skip).to(src.device).T
+
+
+def skip_edges(
+    tset: TranscoderSet,
+    k: int = 32,
+    scales: Mapping[int, float] | None = None,
+    pairs: Iterable[tuple[int, int]] | None = None,
+    blocks: BlockSizes = BLOCKS,
+    device: str | None = None,
+) -> Iterator[WeightEdges]:
+    """VIRTUAL_WEIGHT via "skip:m" for every layer pair l1 < m < l2 and skip layer m: what
+    l1 writes before m reads, through m's skip, into l2's encoders; w = raw x scales[l2] x
+    scales[m] (the skip reads m's normalised input)."""
+    for l1, l2 in _pairs(tset, pairs):
+        W_enc = _encoder(tset, l2, device)
+        ids = torch.arange(W_enc.shape[1])
+        for m in skip_layers(tset, l1, l2):
+            src = _through_skip(tset, m, _writes(tset, l1, m, device))
+            topk = topk_virtual_weights(src, W_enc, k, blocks.src, blocks.dst)
+            factor = _factor(scales, l2) * _factor(scales, m)
+            yield _edges("VIRTUAL_WEIGHT", (l1, l2), f"skip:{m}", ids, topk, factor)
+
+
+def skip_deembed_edges(
+    tset: TranscoderSet,
+    W_E: Float[Tensor, "d_vocab d_model"],
+    k: int = 32,
+    scales: Mapping[int, float] | None = None,
+    blocks: BlockSizes = BLOCKS,
+    device: str | None = None,
+) -> Iterator[WeightEdges]:
+    """DEEMBEDS via "skip:m": tokens through the skip of each layer m < the feature's layer."""
+    W_E = W_E.detach().to(device)
+    for layer in tset.layers:
+        W_enc = _encoder(tset, layer, device)
+        ids = torch.arange(W_enc.shape[1])
+        for m in skip_layers(tset, -1, layer):
+            topk = topk_deembeds(_through_skip(tset, m, W_E), W_enc, k, blocks)
+            factor = _factor(scales, layer) * _factor(scales, m)
+            yield _edges("DEEMBEDS", (None, layer), f"skip:{m}", ids, topk, factor)

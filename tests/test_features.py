@@ -151,7 +151,7 @@ def test_layer_stats_merge_equals_one_pass_and_histogram_sums_to_fires() -> None
     a = fs.batch_layer_stats(acts[:5], tokens[:5], None, 0, **kw)
     b = fs.batch_layer_stats(acts[5:], tokens[5:], None, 5, **kw)
     merged = fs.merge_layer_stats(a, b)
-    for x, y in zip(ft._flat(merged).values(), ft._flat(whole).values(), strict=True):
+    for x, y in zip(ft.flat_layer(merged).values(), ft.flat_layer(whole).values(), strict=True):
         assert (
             torch.allclose(x, y, rtol=1e-12, atol=0) if x.is_floating_point() else torch.equal(x, y)
         )
@@ -278,7 +278,7 @@ def test_resumed_run_equals_an_uninterrupted_one(
     assert (resumed.tokens, resumed.batches) == (clean.tokens, clean.batches)
     for layer in tset.layers:
         a, b = resumed.layers[layer], clean.layers[layer]
-        for x, y in zip(ft._flat(a).values(), ft._flat(b).values(), strict=True):
+        for x, y in zip(ft.flat_layer(a).values(), ft.flat_layer(b).values(), strict=True):
             assert torch.equal(x, y)
     check_written(store, resumed, tset)
 

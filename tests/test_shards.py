@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from circuitcat.catalog import RelKind, open_store
@@ -61,3 +62,49 @@ def test_sharded_prompts_equal_the_unsharded_job(tmp_path: Path) -> None:
     assert content(sharded, *what) == expected
     invoke("store", "load", str(parts), "--store", sharded)  # again: nothing doubles
     assert content(sharded, *what) == expected
+
+
+def test_sharded_weights_equal_the_unsharded_job(tmp_path: Path) -> None:
+    """Shard i of 3 runs units u % 3 == i (a unit is a target layer, or one layer's logits)."""
+    job = ["ingest", "weights", "--device", "cpu", "--top-k", "8", "--top-k-tokens", "4"]
+    whole = registered(tmp_path, "whole")
+    invoke(*job, "--store", whole)
+    sharded, parts = registered(tmp_path, "sharded"), tmp_path / "parts"
+    for i in range(N_SHARDS):
+        invoke(*job, "--store", sharded, "--shard", f"{i}/{N_SHARDS}", "--parts", str(parts))
+    with open_store(sharded) as catalog:  # nothing reached the catalog yet
+        assert catalog.run_cypher("MATCH ()-[r:VIRTUAL_WEIGHT]->() RETURN count(r)").rows == [[0]]
+    invoke("store", "load", str(parts), "--store", sharded)
+    what = ([RelKind.VIRTUAL_WEIGHT, RelKind.DEEMBEDS, RelKind.PROMOTES], [NodeKind.FEATURE])
+    expected = content(whole, *what)
+    assert expected[RelKind.VIRTUAL_WEIGHT] and expected[RelKind.DEEMBEDS]
+    assert content(sharded, *what) == expected
+
+
+def feature_stats(store: str) -> tuple[list, list]:
+    with open_store(store) as catalog:
+        rows = catalog.run_cypher(
+            "MATCH (n:Feature) RETURN n.uid, n.density, n.act_max, n.act_hist, n.top_contexts, "
+            "n.act_mean ORDER BY n.uid"
+        ).rows
+        scales = catalog.run_cypher("MATCH (t:TranscoderSet) RETURN t.ln2_scale_mean").rows
+    return rows, scales
+
+
+def test_sharded_features_equal_the_unsharded_job(tmp_path: Path) -> None:
+    """Shard i of 3 runs corpus batches b % 3 == i; `--merge` sums the accumulators: counts,
+    maxima, histograms and top contexts are equal, act_mean and ln2_scale_mean (fp64 sums
+    in another order) equal up to float rounding."""
+    job = ["ingest", "features", "--corpus", "toy", "--n-docs", "60", "--batch-size", "4"]
+    job += ["--device", "cpu", "--checkpoint-dir", str(tmp_path / "ckpt")]
+    whole = registered(tmp_path, "whole")
+    invoke(*job, "--store", whole)
+    sharded, parts = registered(tmp_path, "sharded"), tmp_path / "parts"
+    for i in range(N_SHARDS):
+        invoke(*job, "--store", sharded, "--shard", f"{i}/{N_SHARDS}", "--parts", str(parts))
+    assert feature_stats(sharded)[0][0][1] is None  # nothing reached the catalog yet
+    invoke("ingest", "features", "--merge", str(parts), "--store", sharded, "--device", "cpu")
+    (want, want_scales), (got, got_scales) = feature_stats(whole), feature_stats(sharded)
+    assert [r[:5] for r in got] == [r[:5] for r in want] and want[0][1] is not None
+    assert [r[5] for r in got] == pytest.approx([r[5] for r in want], rel=1e-12)
+    assert got_scales[0][0] == pytest.approx(want_scales[0][0], rel=1e-12)

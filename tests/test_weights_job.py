@@ -3,6 +3,7 @@ add nothing, a killed job resumes to the same edges, and both stores hold the sa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,29 +26,47 @@ def edge_set(store: CatalogStore) -> set[tuple]:
     return {(a, b, via, round(w, 5), rank) for a, b, via, w, rank in rows}
 
 
-def filled(uri: str, loaded, user=None, password=None, **kw) -> CatalogStore:
+def filled(
+    uri: str, loaded, user=None, password=None, params: WeightsParams = PARAMS, **kw
+) -> CatalogStore:
     store = open_store(uri, user=user, password=password)
     register(store, loaded, make_set())
-    run_weights(store, loaded, make_set(), PARAMS, **kw)
+    run_weights(store, loaded, make_set(), params, **kw)
     return store
 
 
-def test_stored_weights_match_a_dense_computation(tmp_path: Path, loaded) -> None:
-    with filled(str(tmp_path / "c"), loaded) as store:
-        tset = make_set()
-        d = tset[0].W_dec.detach()
-        d = d - d.mean(dim=-1, keepdim=True)  # the model's LayerNorm centres what it reads
-        dense = d @ tset[1].W_enc.detach()  # [F0, F1]
-        j = 5
-        order = torch.argsort(dense[:, j].abs(), descending=True)[: PARAMS.top_k].tolist()
+def resid_dense() -> torch.Tensor:
+    tset = make_set()
+    d = tset[0].W_dec.detach()
+    d = d - d.mean(dim=-1, keepdim=True)  # the model's LayerNorm centres what it reads
+    return d @ tset[1].W_enc.detach()  # [F0, F1]
+
+
+@pytest.mark.parametrize("budget", ["per-target", "per-pair"])
+def test_stored_weights_match_a_dense_computation(tmp_path: Path, loaded, budget: str) -> None:
+    """per-target (default): each target keeps top_k sources over every route, ranked by |w|,
+    its resid sources a prefix of the dense resid order; per-pair: top_k resid sources of the
+    layer pair, as before, plus top_k per kept head."""
+    params = replace(PARAMS, budget=budget)
+    with filled(str(tmp_path / "c"), loaded, params=params) as store:
+        dense, j = resid_dense(), 5
+        order = torch.argsort(dense[:, j].abs(), descending=True).tolist()
         rows = store.query("feature_sources", uid=f"tiny/tc/L1/{j}", limit=100)
         resid = [r for r in rows if r["via"] == "resid"]
-        assert [r["source"] for r in resid] == [f"tiny/tc/L0/{i}" for i in order]
-        for r, i in zip(resid, order, strict=True):
+        want = order[: PARAMS.top_k if budget == "per-pair" else len(resid)]
+        assert [r["source"] for r in resid] == [f"tiny/tc/L0/{i}" for i in want]
+        for r, i in zip(resid, want, strict=True):
             assert r["w"] == pytest.approx(float(dense[i, j]), rel=1e-5, abs=1e-6)
         info = store.info().relationships
         assert info["DEEMBEDS"] > 0 and info["PROMOTES"] > 0
-        assert any(r["via"].startswith("attn:1.") for r in rows)
+        if budget == "per-pair":
+            assert any(r["via"].startswith("attn:1.") for r in rows)
+        else:
+            assert len(rows) == PARAMS.top_k
+            ws = [abs(r["w"]) for r in rows]
+            assert ws == sorted(ws, reverse=True)
+            assert info["VIRTUAL_WEIGHT"] == PARAMS.top_k * 24  # one layer of 24 targets
+            assert info["DEEMBEDS"] == PARAMS.top_k_tokens * 24 * 2
 
 
 def test_rerun_adds_nothing_and_resume_equals_a_clean_run(tmp_path: Path, loaded) -> None:

@@ -393,15 +393,33 @@ def logit_map(model: HookedTransformer, x: Tensor) -> Tensor:
     return logits[0] - logits[1]
 
 
+def reader(e: WeightEdges) -> int | None:
+    """The layer that first reads what the source writes on `e`'s route (None: the logits)."""
+    if e.rel == "PROMOTES":
+        return None
+    kind, _, where = e.via.partition(":")
+    return e.dst_layer if kind == "resid" else int(where.split(".")[0])
+
+
 def direct_weights(model: HookedTransformer, tset: TranscoderSet, e: WeightEdges) -> Tensor:
-    """The dense [sources, targets] matrix edge container `e` takes its top-k from."""
+    """The dense [sources, targets] matrix edge container `e` takes its top-k from: a
+    cross-layer source writes its decoders into every layer before the route's first reader;
+    a skip route passes through W_skip.T between two of ln2's reads."""
     W_E = model.W_E.detach()
-    src = W_E if e.src_layer is None else tset[e.src_layer].W_dec.detach()
+    if e.src_layer is None:
+        src = W_E
+    else:  # sum of W_dec[l1 -> m] over m < reader (all m for the logits)
+        tc, first = tset[e.src_layer], reader(e)
+        src = sum(tc.decoder(m).detach() for m in tc.out_layers if first is None or m < first)
     if e.rel == "PROMOTES":
         return logit_map(model, src)
-    if e.via != "resid":
+    if e.via.startswith("attn:"):
         a, h = map(int, e.via.removeprefix("attn:").split("."))
         src = head_map(model, a, h, src)
+    elif e.via.startswith("skip:"):
+        W_skip = tset[int(e.via.removeprefix("skip:"))].W_skip
+        assert W_skip is not None
+        src = ln2_reads(model, src) @ W_skip.detach().T
     assert e.dst_layer is not None
     return ln2_reads(model, src) @ tset[e.dst_layer].W_enc.detach()
 
@@ -415,7 +433,7 @@ def test_weights_job_matches_the_model_on_every_family(family: str, processed: b
     model, tset = family_model(family, processed), random_transcoders([0, 1, 2])
     loaded = LoadedModel(model, family, "test", {})
     centred = centered_writers(tset, model.cfg.normalization_type)
-    params = WeightsParams(top_k=5, heads_per_feature=2, top_k_tokens=5, top_k_logits=5)
+    params = WeightsParams(5, 2, 5, 5, budget="per-pair")
     parallel, head_layers = model.cfg.parallel_attn_mlp, set()
     for _, unit in _units(loaded, centred, params, {}):
         for e in unit():
@@ -433,3 +451,121 @@ def test_weights_job_matches_the_model_on_every_family(family: str, processed: b
                 assert a < e.dst_layer if parallel else a <= e.dst_layer
                 head_layers.add(a == e.dst_layer)
     assert head_layers == ({False} if parallel else {False, True})
+
+
+@pytest.mark.parametrize("kind", ["skip", "clt", "clt+skip"])
+@pytest.mark.parametrize("family", ["gpt2", "neox", "llama"])
+def test_weights_job_for_skip_and_cross_layer_sets(family: str, kind: str) -> None:
+    """Cross-layer sources write the sum of their decoders before each reader; skip routes
+    l1 -> skip m -> l2 (l1 < m < l2) and token -> skip m -> layer (m < layer) are stored with
+    via "skip:m"; every weight equals the dense map, top-k by |w|."""
+    from .test_attribution_kinds import kind_set
+
+    model, tset = family_model(family), kind_set(kind)
+    loaded = LoadedModel(model, family, "test", {})
+    centred = centered_writers(tset, model.cfg.normalization_type)
+    params = WeightsParams(5, 2, 5, 5, budget="per-pair")
+    seen: set[tuple[str, str, int | None]] = set()
+    for _, unit in _units(loaded, centred, params, {}):
+        for e in unit():
+            D = direct_weights(model, tset, e)
+            torch.testing.assert_close(e.w, D[e.src_index, e.dst_index], atol=1e-5, rtol=1e-4)
+            if e.rel != "PROMOTES":
+                for j in e.dst_index.unique().tolist():
+                    got = e.src_index[e.dst_index == j]
+                    assert torch.equal(got, D[:, j].abs().argsort(descending=True)[: len(got)])
+            seen.add(
+                (e.rel, e.via.split(".")[0] if e.via.startswith("attn") else e.via, e.src_layer)
+            )
+    skips = {(rel, via, src) for rel, via, src in seen if via.startswith("skip")}
+    if "skip" in kind:
+        assert skips == {
+            ("VIRTUAL_WEIGHT", "skip:1", 0),
+            ("DEEMBEDS", "skip:0", None),
+            ("DEEMBEDS", "skip:1", None),
+        }
+    else:
+        assert not skips
+
+
+# --------------------------------------------------------------------------------------------
+# the per-target budget (the default): the top-k of every route, merged exactly
+
+Key = tuple[str, int | None, int]  # rel, target layer, target index
+Entry = tuple[int | None, int, str, float]  # source layer, source index, via, w
+
+
+def by_target(units: Any) -> dict[Key, list[Entry]]:
+    out: dict[Key, list[Entry]] = {}
+    for _, unit in units:
+        for e in unit():
+            if e.rel == "PROMOTES":
+                continue
+            layers, vias = e.row_routes()
+            cols = (layers, e.src_index.tolist(), vias, e.w.tolist(), e.dst_index.tolist())
+            for src_layer, src, via, w, dst in zip(*cols, strict=True):
+                out.setdefault((e.rel, e.dst_layer, dst), []).append((src_layer, src, via, w))
+    return {key: sorted(entries, key=lambda e: -abs(e[3])) for key, entries in out.items()}
+
+
+@pytest.mark.parametrize(
+    ("family", "kind"), [("gpt2", None), ("neox", None), ("llama", "clt+skip"), ("gpt2", "skip")]
+)
+def test_per_target_budget_equals_brute_force(family: str, kind: str | None) -> None:
+    """Per target: the default keeps exactly the k entries of largest |w| among every entry
+    of every route (the per-pair lists with k = all sources: the brute force), ranked."""
+    from .test_attribution_kinds import kind_set
+
+    model = family_model(family)
+    tset = random_transcoders([0, 1, 2]) if kind is None else kind_set(kind)
+    loaded = LoadedModel(model, family, "test", {})
+    centred = centered_writers(tset, model.cfg.normalization_type)
+    scales = {0: 0.5, 1: 2.0, 2: 1.5}  # routes are ranked by the scaled w
+    budget = WeightsParams(top_k=5, heads_per_feature=2, top_k_tokens=4, top_k_logits=2)
+    everything = WeightsParams(10**6, 2, 10**6, 2, budget="per-pair")
+    got = by_target(_units(loaded, centred, budget, scales))
+    full = by_target(_units(loaded, centred, everything, scales))
+    assert got.keys() == full.keys() and any(k[0] == "VIRTUAL_WEIGHT" for k in got)
+    vias = set()
+    for key, entries in full.items():
+        k = budget.top_k if key[0] == "VIRTUAL_WEIGHT" else budget.top_k_tokens
+        want, have = entries[:k], got[key]
+        assert [e[:3] for e in have] == [e[:3] for e in want], key
+        torch.testing.assert_close(
+            torch.tensor([e[3] for e in have]), torch.tensor([e[3] for e in want])
+        )
+        vias |= {e[2].split(".")[0] for e in have}
+    assert "resid" in vias
+    if kind and "skip" in kind:
+        assert any(v.startswith("skip:") for v in vias)
+
+
+def test_running_topk_merge_is_order_free_and_keeps_ties_to_the_lower_id() -> None:
+    """Merging route lists in any order gives the dense top-k of their concatenation."""
+    from circuitcat.ingest.topk import RunningTopK
+
+    w = randn(6, 3 * 10, seed=3).round(decimals=1)  # many exact ties in |w|
+    dense_idx, _ = dense_topk(w.T, 4)
+    for order in ([0, 1, 2], [2, 0, 1]):
+        run = RunningTopK(6, 4, 10)
+        for route in order:
+            idx, vals = dense_topk(w[:, route * 10 : (route + 1) * 10].T, 4)
+            run.add(None, route, idx, vals)
+        m = run.result()
+        got = (m.route * 10 + m.src).view(6, 4)
+        assert torch.equal(got, dense_idx) and torch.equal(m.rank.view(6, 4)[0], torch.arange(4))
+
+
+def test_product_cache_reuses_and_stays_within_its_budget() -> None:
+    from circuitcat.ingest.weight_budget import ProductCache
+
+    cache, made = ProductCache(budget=3 * 4 * 10), []
+
+    def make(i: int) -> Tensor:
+        made.append(i)
+        return torch.zeros(10)  # 40 bytes
+
+    for i in (0, 1, 0, 2, 3, 0):
+        cache.get(("x", i), lambda i=i: make(i))
+    assert made == [0, 1, 2, 3, 0] and cache.used <= cache.budget  # 0 evicted first, remade
+    assert (cache.hits, cache.misses) == (1, 5)

@@ -1,0 +1,209 @@
+"""The default edge budget: per target feature, its top-k sources over every earlier layer and
+every route (resid, attn:a.h, skip:m; a cross-layer source's decoder sums), route on the edge.
+
+The catalog then grows as O(features x k), not O(layer pairs x heads x features x k). One unit
+of work is one target layer: each route's per-target top-k (weights.py's blocked products) is
+merged into a running [n_dst, k] top-k (topk.RunningTopK), which is exact because the global
+top-k is a subset of the union of the per-route lists; the merged list is written once. Head
+rankings are computed once per target layer (shared by VIRTUAL_WEIGHT and DEEMBEDS), and the
+per-head source products (W_dec W_V, W_E W_V) once per job, kept in a bounded cache.
+
+Dimension names as in weights.py.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from circuitcat.ingest.transcoders.transcoder import TranscoderSet
+
+from . import weights as wts
+from .topk import BlockSizes, RunningTopK, topk_virtual_weights
+
+CACHE_BYTES = 2 << 30  # per-head source products kept between target layers
+
+
+class ProductCache:
+    """Tensors computed once and reused, first-in first-out past `budget` bytes."""
+
+    def __init__(self, budget: int = CACHE_BYTES) -> None:
+        self.budget, self.used = budget, 0
+        self.items: OrderedDict[tuple[object, ...], Tensor] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple[object, ...], make: Callable[[], Tensor]) -> Tensor:
+        if key in self.items:
+            self.hits += 1
+            return self.items[key]
+        self.misses += 1
+        value = make()
+        size = value.numel() * value.element_size()
+        while self.items and self.used + size > self.budget:
+            self.used -= _nbytes(self.items.popitem(last=False)[1])
+        if size <= self.budget:
+            self.items[key], self.used = value, self.used + size
+        return value
+
+
+def cache_budget(device: torch.device) -> int:
+    """Bytes for cached per-head products: CACHE_BYTES on the CPU; on a GPU a quarter of its
+    free memory (GPT-2 small's W_E W_V and W_dec W_V for every head are ~7 GB)."""
+    if device.type != "cuda":
+        return CACHE_BYTES
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(CACHE_BYTES, free // 4)
+
+
+def _nbytes(t: Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+@dataclass
+class BudgetInputs:
+    """What every target layer's unit reads: the model's matrices (weights_job.ModelWeights)
+    as tensors on `device`, scales, and the shared cache."""
+
+    W_E: Float[Tensor, "d_vocab d_model"]
+    W_V: Float[Tensor, "n_layers n_heads d_model d_head"]
+    W_O: Float[Tensor, "n_layers n_heads d_head d_model"]
+    heads_per_feature: int = 4
+    scales: Mapping[int, float] | None = None
+    attn_scales: Mapping[int, float] | None = None
+    parallel: bool = False
+    blocks: BlockSizes = field(default_factory=BlockSizes)
+    device: str | None = None
+    cache: ProductCache = field(default_factory=ProductCache)
+
+
+class _Routes:
+    """Route codes in first-seen order: (source layer or None for tokens, via)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[tuple[int | None, str], int] = {}
+
+    def __call__(self, layer: int | None, via: str) -> int:
+        return self.codes.setdefault((layer, via), len(self.codes))
+
+    def table(self) -> tuple[tuple[int | None, str], ...]:
+        return tuple(self.codes)
+
+
+def _to_edges(rel: wts.Rel, layer: int, run: RunningTopK, routes: _Routes) -> wts.WeightEdges:
+    m = run.result()
+    return wts.WeightEdges(
+        None, layer, "", m.src, m.row, m.w, m.rank, m.w_raw, rel, m.route, routes.table()
+    )
+
+
+def target_layer_edges(
+    tset: TranscoderSet, layer: int, k: int, k_tokens: int, inp: BudgetInputs
+) -> Iterator[wts.WeightEdges]:
+    """VIRTUAL_WEIGHT into `layer` (top-k sources per target over every route) and DEEMBEDS
+    (top-k_tokens tokens per target over every route): at most two containers."""
+    W_enc = wts._encoder(tset, layer, inp.device)
+    heads = _kept_heads(tset, layer, W_enc, inp)
+    n_dst = W_enc.shape[1]
+    earlier = [l1 for l1 in tset.layers if l1 < layer]
+    if earlier:
+        run, routes = RunningTopK(n_dst, k, tset.d_transcoder, W_enc.device), _Routes()
+        _feature_routes(tset, layer, earlier, W_enc, heads, k, inp, run, routes)
+        yield _to_edges("VIRTUAL_WEIGHT", layer, run, routes)
+    run, routes = RunningTopK(n_dst, k_tokens, inp.W_E.shape[0], W_enc.device), _Routes()
+    _token_routes(tset, layer, W_enc, heads, k_tokens, inp, run, routes)
+    yield _to_edges("DEEMBEDS", layer, run, routes)
+
+
+HeadTargets = list[tuple[int, int, Tensor]]
+
+
+def _kept_heads(tset: TranscoderSet, layer: int, W_enc: Tensor, inp: BudgetInputs) -> HeadTargets:
+    """(a, h, targets that kept head (a, h)) from each target's top heads, computed once."""
+    last = wts.last_head_layer(layer, inp.parallel)
+    if last < 0 or inp.heads_per_feature < 1:
+        return []
+    top, _ = wts.top_heads_per_feature(
+        inp.W_V, inp.W_O, W_enc, inp.heads_per_feature, last, inp.attn_scales
+    )
+    return list(wts._kept_heads(top.cpu(), inp.W_V.shape[1]))
+
+
+def _feature_routes(
+    tset: TranscoderSet,
+    layer: int,
+    earlier: list[int],
+    W_enc: Tensor,
+    heads: HeadTargets,
+    k: int,
+    inp: BudgetInputs,
+    run: RunningTopK,
+    routes: _Routes,
+) -> None:
+    f_dst, b = wts._factor(inp.scales, layer), inp.blocks
+    for l1 in earlier:
+        idx, w = topk_virtual_weights(
+            wts._writes(tset, l1, layer, inp.device), W_enc, k, b.src, b.dst
+        )
+        run.add(None, routes(l1, "resid"), idx, w, f_dst)
+    for a, h, targets in heads:
+        sources = [l1 for l1 in earlier if l1 < a]
+        if not sources:
+            continue
+        src = inp.cache.get(("dec", a, h), partial(_dec_through, tset, sources, a, h, inp))
+        dst = inp.W_O[a, h] @ W_enc[:, targets.to(W_enc.device)]
+        idx, w = topk_virtual_weights(src, dst, k, b.src, b.dst)
+        codes = torch.tensor([routes(l1, f"attn:{a}.{h}") for l1 in sources])
+        F = tset.d_transcoder
+        run.add(
+            targets, codes[(idx // F).cpu()], idx % F, w, f_dst * wts._factor(inp.attn_scales, a)
+        )
+    for l1 in earlier:
+        for m in wts.skip_layers(tset, l1, layer):
+            src = wts._through_skip(tset, m, wts._writes(tset, l1, m, inp.device))
+            idx, w = topk_virtual_weights(src, W_enc, k, b.src, b.dst)
+            run.add(None, routes(l1, f"skip:{m}"), idx, w, f_dst * wts._factor(inp.scales, m))
+
+
+def _dec_through(
+    tset: TranscoderSet, sources: list[int], a: int, h: int, inp: BudgetInputs
+) -> Float[Tensor, "n_src d_head"]:
+    """What every source layer l1 < a writes before head a reads, through W_V of (a, h),
+    stacked layer after layer: one product per head for every target layer that keeps it."""
+    dec = torch.cat([wts._writes(tset, l1, a, inp.device) for l1 in sources])
+    return wts._f32(dec) @ wts._f32(inp.W_V[a, h])
+
+
+def _emb_through(inp: BudgetInputs, a: int, h: int) -> Float[Tensor, "d_vocab d_head"]:
+    return wts._f32(inp.W_E) @ wts._f32(inp.W_V[a, h])
+
+
+def _token_routes(
+    tset: TranscoderSet,
+    layer: int,
+    W_enc: Tensor,
+    heads: HeadTargets,
+    k: int,
+    inp: BudgetInputs,
+    run: RunningTopK,
+    routes: _Routes,
+) -> None:
+    f_dst, b = wts._factor(inp.scales, layer), inp.blocks
+    idx, w = topk_virtual_weights(inp.W_E, W_enc, k, b.src, b.dst)
+    run.add(None, routes(None, "resid"), idx, w, f_dst)
+    for a, h, targets in heads:
+        src = inp.cache.get(("emb", a, h), partial(_emb_through, inp, a, h))
+        dst = inp.W_O[a, h] @ W_enc[:, targets.to(W_enc.device)]
+        idx, w = topk_virtual_weights(src, dst, k, b.src, b.dst)
+        run.add(
+            targets, routes(None, f"attn:{a}.{h}"), idx, w, f_dst * wts._factor(inp.attn_scales, a)
+        )
+    for m in wts.skip_layers(tset, -1, layer):
+        src = inp.cache.get(("skip", m), partial(wts._through_skip, tset, m, inp.W_E))
+        idx, w = topk_virtual_weights(src, W_enc, k, b.src, b.dst)
+        run.add(None, routes(None, f"skip:{m}"), idx, w, f_dst * wts._factor(inp.scales, m))
