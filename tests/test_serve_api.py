@@ -154,7 +154,15 @@ def test_search_and_cross_graph_pairs(client: TestClient) -> None:
     layer = client.get("/api/search", params={"q": "L2"}).json()["layer"]
     assert len(layer) == 20 and {f["layer"] for f in layer} == {2}
     assert "layer" not in found
-    pair = client.get("/api/pairs", params={"src": "L0/156", "dst": "L1/170"}).json()
+    store = client.app.state.catalog.store  # type: ignore[attr-defined]
+    both = store.run_cypher(  # a feature it feeds both by weight and in some prompt graph
+        "MATCH (a:Feature {uid: $a})-[:VIRTUAL_WEIGHT]->(b:Feature) "
+        "MATCH (a)-[:ATTRIBUTES]->(b) RETURN DISTINCT b.uid ORDER BY b.uid LIMIT 1",
+        {"a": FEATURE},
+    ).rows
+    assert both, "the toy catalog should have such a pair"
+    dst = both[0][0].split("/", 2)[-1]  # the short form, L<layer>/<index>
+    pair = client.get("/api/pairs", params={"src": "L0/156", "dst": dst}).json()
     assert pair["prompts"] and pair["virtual_weights"]
     assert all(p["n_edges"] >= 1 for p in pair["prompts"])
 
