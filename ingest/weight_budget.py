@@ -22,6 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from circuitcat.catalog.schema import RelKind
 from circuitcat.ingest.transcoders.transcoder import TranscoderSet
 
 from . import weights as wts
@@ -95,7 +96,7 @@ class _Routes:
         return tuple(self.codes)
 
 
-def _to_edges(rel: wts.Rel, layer: int, run: RunningTopK, routes: _Routes) -> wts.WeightEdges:
+def _to_edges(rel: RelKind, layer: int, run: RunningTopK, routes: _Routes) -> wts.WeightEdges:
     m = run.result()
     return wts.WeightEdges(
         None, layer, "", m.src, m.row, m.w, m.rank, m.w_raw, rel, m.route, routes.table()
@@ -114,10 +115,10 @@ def target_layer_edges(
     if earlier:
         run, routes = RunningTopK(n_dst, k, tset.d_transcoder, W_enc.device), _Routes()
         _feature_routes(tset, layer, earlier, W_enc, heads, k, inp, run, routes)
-        yield _to_edges("VIRTUAL_WEIGHT", layer, run, routes)
+        yield _to_edges(RelKind.VIRTUAL_WEIGHT, layer, run, routes)
     run, routes = RunningTopK(n_dst, k_tokens, inp.W_E.shape[0], W_enc.device), _Routes()
     _token_routes(tset, layer, W_enc, heads, k_tokens, inp, run, routes)
-    yield _to_edges("DEEMBEDS", layer, run, routes)
+    yield _to_edges(RelKind.DEEMBEDS, layer, run, routes)
 
 
 HeadTargets = list[tuple[int, int, Tensor]]

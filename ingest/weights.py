@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 from einops import einsum
@@ -54,6 +54,7 @@ from jaxtyping import Float, Int64
 from torch import Tensor
 
 from circuitcat.catalog.errors import IngestError
+from circuitcat.catalog.schema import RelKind
 from circuitcat.ingest.transcoders.transcoder import TranscoderSet
 
 from .topk import (
@@ -79,8 +80,6 @@ __all__ = [
     "topk_virtual_weights",
 ]
 
-Rel = Literal["VIRTUAL_WEIGHT", "DEEMBEDS", "PROMOTES"]
-
 
 @dataclass(frozen=True)
 class WeightEdges:
@@ -103,7 +102,7 @@ class WeightEdges:
     w: Float[Tensor, " n"]
     rank: Int64[Tensor, " n"]
     w_raw: Float[Tensor, " n"] | None = None
-    rel: Rel = "VIRTUAL_WEIGHT"
+    rel: RelKind = RelKind.VIRTUAL_WEIGHT
     route: Int64[Tensor, " n"] | None = None
     routes: tuple[tuple[int | None, str], ...] = ()
 
@@ -277,7 +276,7 @@ def _rows_to_edges(
 
 
 def _edges(
-    rel: Rel,
+    rel: RelKind,
     layers: tuple[int | None, int | None],
     via: str,
     target_ids: Tensor,
@@ -329,7 +328,7 @@ def residual_edges(
         W_dec, W_enc = _writes(tset, l1, l2, device), _encoder(tset, l2, device)
         topk = topk_virtual_weights(W_dec, W_enc, k, blocks.src, blocks.dst)
         ids = torch.arange(W_enc.shape[1])
-        yield _edges("VIRTUAL_WEIGHT", (l1, l2), "resid", ids, topk, _factor(scales, l2))
+        yield _edges(RelKind.VIRTUAL_WEIGHT, (l1, l2), "resid", ids, topk, _factor(scales, l2))
 
 
 def _kept_heads(
@@ -400,7 +399,9 @@ def attention_edges(
             for l1 in (p[0] for p in chosen if p[1] == l2 and p[0] < a):
                 W_dec = _writes(tset, l1, a, device)
                 topk = topk_through_head(W_dec, W_V[a, h], W_O[a, h], W_enc[:, targets], k, blocks)
-                yield _edges("VIRTUAL_WEIGHT", (l1, l2), f"attn:{a}.{h}", targets, topk, factor)
+                yield _edges(
+                    RelKind.VIRTUAL_WEIGHT, (l1, l2), f"attn:{a}.{h}", targets, topk, factor
+                )
 
 
 def deembed_edges(
@@ -428,7 +429,7 @@ def deembed_edges(
         ids = torch.arange(W_enc.shape[1])
         factor = _factor(scales, layer)
         direct = topk_deembeds(W_E, W_enc, k, blocks)
-        yield _edges("DEEMBEDS", (None, layer), "resid", ids, direct, factor)
+        yield _edges(RelKind.DEEMBEDS, (None, layer), "resid", ids, direct, factor)
         last = last_head_layer(layer, parallel)
         if heads is None or last < 0:
             continue
@@ -436,7 +437,7 @@ def deembed_edges(
         for a, h, targets in _kept_heads(top.cpu(), W_V.shape[1]):
             topk = topk_through_head(W_E, W_V[a, h], W_O[a, h], W_enc[:, targets], k, blocks)
             f = factor * _factor(attn_scales, a)
-            yield _edges("DEEMBEDS", (None, layer), f"attn:{a}.{h}", targets, topk, f)
+            yield _edges(RelKind.DEEMBEDS, (None, layer), f"attn:{a}.{h}", targets, topk, f)
 
 
 def logit_edges(
@@ -462,7 +463,9 @@ def logit_edges(
         neg = _rows_to_edges(ids, top.neg_index, top.neg_w.clamp_max(0))
         cols = [pos, neg]
         src, dst, w_raw, rank = (torch.cat(c) for c in zip(*cols, strict=True))
-        yield WeightEdges(layer, None, "resid", src, dst, w_raw * scale, rank, w_raw, "PROMOTES")
+        yield WeightEdges(
+            layer, None, "resid", src, dst, w_raw * scale, rank, w_raw, RelKind.PROMOTES
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,7 +506,7 @@ def skip_edges(
             src = _through_skip(tset, m, _writes(tset, l1, m, device))
             topk = topk_virtual_weights(src, W_enc, k, blocks.src, blocks.dst)
             factor = _factor(scales, l2) * _factor(scales, m)
-            yield _edges("VIRTUAL_WEIGHT", (l1, l2), f"skip:{m}", ids, topk, factor)
+            yield _edges(RelKind.VIRTUAL_WEIGHT, (l1, l2), f"skip:{m}", ids, topk, factor)
 
 
 def skip_deembed_edges(
@@ -522,4 +525,4 @@ def skip_deembed_edges(
         for m in skip_layers(tset, -1, layer):
             topk = topk_deembeds(_through_skip(tset, m, W_E), W_enc, k, blocks)
             factor = _factor(scales, layer) * _factor(scales, m)
-            yield _edges("DEEMBEDS", (None, layer), f"skip:{m}", ids, topk, factor)
+            yield _edges(RelKind.DEEMBEDS, (None, layer), f"skip:{m}", ids, topk, factor)

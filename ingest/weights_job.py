@@ -270,9 +270,9 @@ def to_batch(e: wts.WeightEdges, set_uid: str, model_uid: str, run: str) -> Edge
     }
     if e.w_raw is not None:
         cols["w_raw"] = e.w_raw.numpy().astype(np.float64)
-    if e.rel != "PROMOTES":
+    if e.rel != RelKind.PROMOTES:
         cols["via"] = e.row_routes()[1]
-    src_kind = NodeKind.TOKEN if e.rel == "DEEMBEDS" else NodeKind.FEATURE
+    src_kind = NodeKind.TOKEN if e.rel == RelKind.DEEMBEDS else NodeKind.FEATURE
     dst_kind = NodeKind.TOKEN if e.dst_layer is None else NodeKind.FEATURE
     return EdgeBatch(
         RelKind(e.rel),
