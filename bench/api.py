@@ -60,7 +60,7 @@ SECTION = "## API latency"
 N_LAYERS, VOCAB, PER_FEATURE, N_PROMPTS, PER_PROMPT, N_LABELS = 8, 5000, 8, 50, 2000, 1000
 MODEL, TASK = "bench-model", "bench-task"
 SET = s.transcoder_set_uid(MODEL, "bench-set")
-RUN = RunRecord(job="bench", started_at="2000-01-01T00:00:00", status="done")
+RUN = RunRecord(kind="bench", started_at="2000-01-01T00:00:00", status="done")
 # name -> path template; {f}/{g}: features drawn per request, {c}: a circuit, {p}: a prompt
 ENDPOINTS = [
     ("catalog overview", "/api/catalog"),

@@ -331,7 +331,7 @@ def find_circuit(
         "score": "mean over prompts of |total attribution onto the target|",
         "error_share": sel.error_share,
     }
-    run = RunRecord(job="circuit", params={"task": task, "set": set_uid, "name": name, **params})
+    run = RunRecord(kind="circuit", params={"task": task, "set": set_uid, "name": name, **params})
     run = run.model_copy(update={"code_version": version("circuitcat")})
     record = CircuitRecord(
         name=name,

@@ -52,7 +52,7 @@ def add_label(store: CatalogStore, feature_uid: str, text: str, author: str) -> 
     if not store.query("feature", uid=feature_uid):
         raise QueryError(f"no feature {feature_uid!r} in the catalog; nothing was labelled")
     run = RunRecord(
-        job="label",
+        kind="label",
         started_at=label.created_at,
         finished_at=now_iso(),
         status="done",

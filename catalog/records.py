@@ -24,7 +24,7 @@ class Record(BaseModel):
     """A node written as one row: fields are its properties, dicts become JSON strings."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: ClassVar[NodeKind]
+    node_kind: ClassVar[NodeKind]
     run: str = ""
 
     @property
@@ -40,7 +40,7 @@ class Record(BaseModel):
 
 def records_to_batch(records: list[Record]) -> NodeBatch:
     """Rows of one node kind as a columnar batch."""
-    kinds = {r.kind for r in records}
+    kinds = {r.node_kind for r in records}
     if len(kinds) != 1:
         raise ValueError(f"records_to_batch needs records of one kind, got {sorted(kinds)}")
     rows = [r.to_row() for r in records]
@@ -48,7 +48,7 @@ def records_to_batch(records: list[Record]) -> NodeBatch:
 
 
 class ModelRecord(Record):
-    kind: ClassVar[NodeKind] = NodeKind.MODEL
+    node_kind: ClassVar[NodeKind] = NodeKind.MODEL
     name: str
     source: str
     n_layers: int
@@ -64,7 +64,7 @@ class ModelRecord(Record):
 
 
 class TranscoderSetRecord(Record):
-    kind: ClassVar[NodeKind] = NodeKind.TRANSCODER_SET
+    node_kind: ClassVar[NodeKind] = NodeKind.TRANSCODER_SET
     name: str
     model: str
     source: str
@@ -83,9 +83,9 @@ class TranscoderSetRecord(Record):
 
 
 class RunRecord(Record):
-    kind: ClassVar[NodeKind] = NodeKind.RUN
+    node_kind: ClassVar[NodeKind] = NodeKind.RUN
     run: str = ""
-    job: str
+    kind: str  # the job: register, features, weights, prompts, circuit, label, ...
     started_at: str = Field(default_factory=now_iso)
     finished_at: str = ""
     status: str = "running"
@@ -94,17 +94,16 @@ class RunRecord(Record):
 
     @property
     def uid(self) -> str:
-        return schema.run_uid(self.job, self.started_at)
+        return schema.run_uid(self.kind, self.started_at)
 
     def to_row(self) -> dict[str, Any]:
         row = super().to_row()
-        row["kind"] = row.pop("job")
         row["run"] = self.uid
         return row
 
 
 class TaskRecord(Record):
-    kind: ClassVar[NodeKind] = NodeKind.TASK
+    node_kind: ClassVar[NodeKind] = NodeKind.TASK
     name: str
     metric: str
     description: str = ""
@@ -115,7 +114,7 @@ class TaskRecord(Record):
 
 
 class PromptRecord(Record):
-    kind: ClassVar[NodeKind] = NodeKind.PROMPT
+    node_kind: ClassVar[NodeKind] = NodeKind.PROMPT
     task: str
     text: str
     tokens: list[str]
@@ -128,7 +127,7 @@ class PromptRecord(Record):
 
 
 class CircuitRecord(Record):
-    kind: ClassVar[NodeKind] = NodeKind.CIRCUIT
+    node_kind: ClassVar[NodeKind] = NodeKind.CIRCUIT
     name: str
     task: str
     set: str
@@ -143,7 +142,7 @@ class CircuitRecord(Record):
 
 
 class LabelRecord(Record):
-    kind: ClassVar[NodeKind] = NodeKind.LABEL
+    node_kind: ClassVar[NodeKind] = NodeKind.LABEL
     feature: str
     text: str
     author: str

@@ -369,7 +369,7 @@ def run_features(
         save_shard(parts, shard, stats, whole, params)
     else:
         run = RunRecord(
-            job="features", started_at=started, params=params, code_version=version("circuitcat")
+            kind="features", started_at=started, params=params, code_version=version("circuitcat")
         )
         write_features(store, stats, loaded, tset, run, top_k_logits)
     path.unlink(missing_ok=True)
@@ -490,6 +490,6 @@ def merge_features(
     set_uid = s.transcoder_set_uid(s.model_uid(loaded.name), tset.name)
     require_registered(store, set_uid, tset)
     stats, params = load_shards(parts, set_uid, tset.layers)
-    run = RunRecord(job="features", params=params, code_version=version("circuitcat"))
+    run = RunRecord(kind="features", params=params, code_version=version("circuitcat"))
     write_features(store, stats, loaded, tset, run, top_k_logits)
     return stats

@@ -232,7 +232,7 @@ class _Pending:
 
 
 def _start(store: CatalogStore, task: Task, job: dict[str, Any]) -> RunRecord:
-    run = RunRecord(job="prompts", params=job, code_version=version("circuitcat"))
+    run = RunRecord(kind="prompts", params=job, code_version=version("circuitcat"))
     store.write_nodes(batch_of([run]))
     store.write_nodes(
         batch_of([TaskRecord(name=task.name, metric=task.metric, description=task.description)])

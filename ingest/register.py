@@ -144,7 +144,7 @@ def _features(tset: TranscoderSet, set_uid: str, run: str) -> NodeBatch:
 def register(store: CatalogStore, loaded: LoadedModel, tset: TranscoderSet) -> RegisterReport:
     """Write the model, its vocabulary and heads, and the set's features (see module doc)."""
     run = RunRecord(
-        job="register",
+        kind="register",
         params={"model": loaded.name, "transcoders": tset.source},
         code_version=version("circuitcat"),
     )

@@ -302,13 +302,13 @@ def _resume_run(store: CatalogStore, params: dict[str, object]) -> tuple[RunReco
         stored = json.loads(row["params"] or "{}")
         if {k: v for k, v in stored.items() if k != "done"} == params:
             run = RunRecord(
-                job="weights",
+                kind="weights",
                 started_at=row["started_at"],
                 params=stored,
                 code_version=version("circuitcat"),
             )
             return run, list(stored.get("done", []))
-    return RunRecord(job="weights", params=params, code_version=version("circuitcat")), []
+    return RunRecord(kind="weights", params=params, code_version=version("circuitcat")), []
 
 
 def run_weights(

@@ -17,7 +17,7 @@ from circuitcat.catalog.records import (
 )
 
 MODEL = "tiny"
-RUN = RunRecord(job="test", started_at="2026-01-01T00:00:00")
+RUN = RunRecord(kind="test", started_at="2026-01-01T00:00:00")
 SET = TranscoderSetRecord(
     name="tc-v1",
     model=MODEL,

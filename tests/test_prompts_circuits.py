@@ -44,7 +44,7 @@ from .neo4j_server import Neo4jServer
 from .tiny import D_VOCAB, make_set
 
 SET_UID, MODEL_UID = "tiny/tc", "tiny"
-RUN = RunRecord(job="test", started_at="2026-01-01T00:00:00").uid
+RUN = RunRecord(kind="test", started_at="2026-01-01T00:00:00").uid
 
 
 def tiny_task(n: int = 4, name: str = "custom") -> Task:

@@ -76,7 +76,7 @@ def test_a_killed_job_is_found_stale_by_the_next_run(
 ) -> None:
     uri, login = catalog
     monkeypatch.setattr(run_status, "STALE_AFTER_S", 0.5)
-    killed = RunRecord(job="weights", params={"set": "x"})
+    killed = RunRecord(kind="weights", params={"set": "x"})
     store = open_store(uri, **login)
     store.write_nodes(records_to_batch([killed]))
     store.close()  # as kill -9 leaves it: no exception reached the store, nothing marked
@@ -86,9 +86,9 @@ def test_a_killed_job_is_found_stale_by_the_next_run(
         assert reader.info().runs == {("weights", status): 1}
     with open_store(uri, **login) as store:
         assert store.info().runs == {("weights", "stale"): 1}
-        store.write_nodes(records_to_batch([RunRecord(job="features")]))  # another kind
+        store.write_nodes(records_to_batch([RunRecord(kind="features")]))  # another kind
         assert _runs(store, "weights")[0]["status"] == "running"
-        store.write_nodes(records_to_batch([RunRecord(job="weights")]))
+        store.write_nodes(records_to_batch([RunRecord(kind="weights")]))
         old = next(r for r in _runs(store, "weights") if r["uid"] == killed.uid)
         assert old["status"] == "failed" and "stale" in _error(store, killed.uid)
 
@@ -100,14 +100,14 @@ def test_a_live_job_on_neo4j_beats_and_is_not_stale(
     monkeypatch.setattr(run_status, "HEARTBEAT_S", 0.2)
     monkeypatch.setattr(run_status, "STALE_AFTER_S", 1.5)
     login = {"user": clean_neo4j.user, "password": clean_neo4j.password}
-    live = RunRecord(job="prompts")
+    live = RunRecord(kind="prompts")
     with open_store(clean_neo4j.uri, **login) as job, open_store(clean_neo4j.uri, **login) as other:
         job.write_nodes(records_to_batch([live]))
         first = other.query("running_runs")[0]["heartbeat_at"]
         time.sleep(2.0)  # longer than STALE_AFTER_S: only the heartbeat keeps it alive
         assert other.query("running_runs")[0]["heartbeat_at"] > first
         assert other.info().runs == {("prompts", "running"): 1}
-        other.write_nodes(records_to_batch([RunRecord(job="prompts")]))
+        other.write_nodes(records_to_batch([RunRecord(kind="prompts")]))
         statuses = sorted(r["status"] for r in _runs(other, "prompts"))
         assert statuses == ["running", "running"]  # the live one was left alone
 
@@ -116,7 +116,7 @@ def test_store_info_lists_runs_by_status(tmp_path: Path) -> None:
     path = str(tmp_path / "catalog")
     with open_store(path) as store:
         for day, status in enumerate(("done", "done", "failed"), start=1):
-            run = RunRecord(job="weights", status=status, started_at=f"2026-01-0{day}T00:00:00")
+            run = RunRecord(kind="weights", status=status, started_at=f"2026-01-0{day}T00:00:00")
             store.write_nodes(records_to_batch([run]))
     result = CliRunner().invoke(app, ["store", "info", "--store", path, "-f", "json"])
     rows = {r["kind"]: r["count"] for r in json.loads(result.stdout) if r["element"] == "run"}
