@@ -37,8 +37,9 @@ from . import schema
 from .batches import EdgeBatch
 from .errors import IngestError, QueryError
 from .protocol import CatalogStore
-from .records import CircuitRecord, RunRecord, now_iso
+from .records import CircuitRecord, RunRecord
 from .records import records_to_batch as batch_of
+from .runs import finish_run, start_run
 from .schema import GraphNode, NodeKind, RelKind
 
 CIRCUIT_FRACTION = 0.05  # default circuit size: this fraction of the live features
@@ -344,15 +345,13 @@ def find_circuit(
     )
     model_uid = _model_uid(store, set_uid)
     heads = [(_head_uid(model_uid, via), sc) for via, sc in sel.heads]
-    store.write_nodes(batch_of([run]))
+    start_run(store, run)
     store.run_cypher(CLEAR_CONTAINS, {"uid": record.uid}, write=True)
     store.write_nodes(batch_of([record]))
     for kind, rows in ((NodeKind.FEATURE, sel.features), (NodeKind.HEAD, heads)):
         store.write_edges(_contains(record.uid, kind, rows, run.uid))
     store.write_edges(_contains(record.uid, NodeKind.TOKEN, sel.tokens, run.uid))
-    store.write_nodes(
-        batch_of([run.model_copy(update={"status": "done", "finished_at": now_iso()})])
-    )
+    finish_run(store, run)
     return CircuitReport(
         record.uid, name, task, set_uid, len(prompts), len(sel.features), n_live, live_from,
         len(heads), len(sel.tokens), sel.error_share, time.perf_counter() - started,

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from .batches import NodeBatch
 from .errors import QueryError
 from .protocol import QueryResult
-from .records import now_iso
+from .records import RunRecord, now_iso, records_to_batch
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 120.0
@@ -106,3 +106,17 @@ def status_counts(
             counts[key] -= 1
             counts[(key[0], STALE)] = counts.get((key[0], STALE), 0) + 1
     return {k: n for k, n in sorted(counts.items()) if n}
+
+
+def start_run(store: Any, run: RunRecord) -> RunRecord:
+    """Write `run` as running: every job starts with this (the store then tracks it and marks
+    it failed if the job ends by an exception)."""
+    store.write_nodes(records_to_batch([run]))
+    return run
+
+
+def finish_run(store: Any, run: RunRecord) -> RunRecord:
+    """Write `run` as done, with its finishing time: every job ends with this."""
+    done = run.model_copy(update={"status": DONE, "finished_at": now_iso()})
+    store.write_nodes(records_to_batch([done]))
+    return done

@@ -50,7 +50,7 @@ from circuitcat.catalog import schema as s
 from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.parts import WHOLE, Shard
 from circuitcat.catalog.records import RunRecord, now_iso
-from circuitcat.catalog.records import records_to_batch as batch_of
+from circuitcat.catalog.runs import finish_run, start_run
 
 from .corpus import Corpus, TokenStream, tokenize
 from .feature_shards import load_shards, save_shard
@@ -462,7 +462,7 @@ def write_features(
     """Run (running) -> one Feature batch per layer -> the set's ln2_scale_mean -> Run (done).
     Nodes MERGE by uid, so writing again rewrites the same values."""
     stats.run_uid = run.uid
-    store.write_nodes(batch_of([run]))
+    start_run(store, run)
     for layer in tset.layers:
         logits = logits_json(loaded, tset, layer, top_k_logits)
         store.write_nodes(feature_batch(stats, layer, loaded.model.tokenizer, logits, run.uid))
@@ -473,8 +473,7 @@ def write_features(
             {"uid": [stats.set_uid], "ln2_scale_mean": [scales], "run": [run.uid]},
         )
     )
-    done = run.model_copy(update={"status": "done", "finished_at": now_iso()})
-    store.write_nodes(batch_of([done]))
+    finish_run(store, run)
 
 
 def merge_features(

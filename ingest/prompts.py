@@ -50,8 +50,9 @@ import torch
 from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch, schema
 from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.parts import WHOLE, Shard
-from circuitcat.catalog.records import PromptRecord, RunRecord, TaskRecord, now_iso
+from circuitcat.catalog.records import PromptRecord, RunRecord, TaskRecord
 from circuitcat.catalog.records import records_to_batch as batch_of
+from circuitcat.catalog.runs import finish_run, start_run
 from circuitcat.catalog.schema import GraphNode
 
 from .attribution import (
@@ -233,7 +234,7 @@ class _Pending:
 
 def _start(store: CatalogStore, task: Task, job: dict[str, Any]) -> RunRecord:
     run = RunRecord(kind="prompts", params=job, code_version=version("circuitcat"))
-    store.write_nodes(batch_of([run]))
+    start_run(store, run)
     store.write_nodes(
         batch_of([TaskRecord(name=task.name, metric=task.metric, description=task.description)])
     )
@@ -286,8 +287,7 @@ def run_prompts(
         if progress:
             progress(i + 1, len(task.prompts))
     pending.flush(store, report)
-    finished = run.model_copy(update={"status": "done", "finished_at": now_iso()})
-    store.write_nodes(batch_of([finished]))
+    finish_run(store, run)
     report.metric_mean = float(np.mean(metrics)) if metrics else float("nan")
     report.features_per_prompt = n_features / max(report.written, 1)
     report.seconds = time.perf_counter() - started

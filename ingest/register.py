@@ -14,8 +14,9 @@ import numpy as np
 
 from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch, NodeKind, RelKind, schema
 from circuitcat.catalog.errors import IngestError
-from circuitcat.catalog.records import ModelRecord, RunRecord, TranscoderSetRecord, now_iso
+from circuitcat.catalog.records import ModelRecord, RunRecord, TranscoderSetRecord
 from circuitcat.catalog.records import records_to_batch as batch_of
+from circuitcat.catalog.runs import finish_run, start_run
 
 from .models import LoadedModel
 from .transcoders.transcoder import TranscoderSet
@@ -171,7 +172,7 @@ def register(store: CatalogStore, loaded: LoadedModel, tset: TranscoderSet) -> R
     if report.already_registered:
         return report
     # Nodes and edges are MERGEd, so a run that died half-way is finished by running it again.
-    store.write_nodes(batch_of([run]))
+    start_run(store, run)
     for batch in (
         batch_of([model]),
         batch_of([tset_rec]),
@@ -200,6 +201,5 @@ def register(store: CatalogStore, loaded: LoadedModel, tset: TranscoderSet) -> R
             {"run": [run.uid]},
         )
     )
-    done = run.model_copy(update={"status": "done", "finished_at": now_iso()})
-    store.write_nodes(batch_of([done]))
+    finish_run(store, run)
     return report

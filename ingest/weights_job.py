@@ -28,8 +28,9 @@ from circuitcat.catalog import CatalogStore, EdgeBatch, NodeKind, RelKind
 from circuitcat.catalog import schema as s
 from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.parts import WHOLE, Shard
-from circuitcat.catalog.records import RunRecord, now_iso
+from circuitcat.catalog.records import RunRecord
 from circuitcat.catalog.records import records_to_batch as batch_of
+from circuitcat.catalog.runs import finish_run, start_run
 
 from . import weights as wts
 from .models import LoadedModel
@@ -338,7 +339,7 @@ def run_weights(
         return WeightsReport(done_uid, scaled=bool(scales), units_skipped=count_units(tset, params))
     run, done = _resume_run(store, job_params)
     report = WeightsReport(run.uid, scaled=bool(scales), units_skipped=len(done))
-    store.write_nodes(batch_of([run]))
+    start_run(store, run)
     centred = centered_writers(tset, loaded.model.cfg.normalization_type)
     uids = (set_uid, model_uid, run.uid)
     with torch.no_grad():
@@ -353,8 +354,7 @@ def run_weights(
             store.write_nodes(batch_of([run]))
             if progress:
                 progress(name, report.units_done + report.units_skipped)
-    finished = run.model_copy(update={"status": "done", "finished_at": now_iso()})
-    store.write_nodes(batch_of([finished]))
+    finish_run(store, run)
     return report
 
 
