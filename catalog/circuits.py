@@ -49,7 +49,6 @@ PROMPTS_PER_QUERY = 25
 FEATURE, TOKEN, ERROR, TARGET, HEAD = (
     GraphNode.FEATURE, GraphNode.TOKEN, GraphNode.ERROR, GraphNode.TARGET, GraphNode.HEAD
 )  # fmt: skip
-CLEAR_CONTAINS = "MATCH (c:Circuit {uid: $uid})-[r:CONTAINS]->() DELETE r"
 
 # --------------------------------------------------------------------------------------------
 # reading stored prompt graphs
@@ -346,7 +345,7 @@ def find_circuit(
     model_uid = _model_uid(store, set_uid)
     heads = [(_head_uid(model_uid, via), sc) for via, sc in sel.heads]
     start_run(store, run)
-    store.run_cypher(CLEAR_CONTAINS, {"uid": record.uid}, write=True)
+    _clear_members(store, record.uid)
     store.write_nodes(batch_of([record]))
     for kind, rows in ((NodeKind.FEATURE, sel.features), (NodeKind.HEAD, heads)):
         store.write_edges(_contains(record.uid, kind, rows, run.uid))
@@ -357,6 +356,21 @@ def find_circuit(
         len(heads), len(sel.tokens), sel.error_share, time.perf_counter() - started,
         sel.features[:10],
     )  # fmt: skip
+
+
+def _clear_members(store: CatalogStore, uid: str) -> None:
+    """Delete an earlier version's CONTAINS edges: a circuit found again replaces its members."""
+    for kind, part in (
+        (NodeKind.FEATURE, "features"),
+        (NodeKind.HEAD, "heads"),
+        (NodeKind.TOKEN, "tokens"),
+    ):
+        members = [str(r["uid"]) for r in store.query(f"circuit_{part}", uid=uid)]
+        if members:
+            batch = EdgeBatch(
+                RelKind.CONTAINS, NodeKind.CIRCUIT, kind, [uid] * len(members), members
+            )
+            store.delete_edges(batch)
 
 
 def _head_uid(model_uid: str, via: str) -> str:

@@ -98,12 +98,10 @@ def _centre(w: Tensor, normalization: str | None) -> Tensor:
 
 def _layer_scales(store: CatalogStore, set_uid: str, layers: list[int]) -> dict[int, float]:
     """1 / mean ln2 scale per layer from the corpus pass; empty if it has not run."""
-    rows = store.run_cypher(
-        "MATCH (t:TranscoderSet {uid: $uid}) RETURN t.ln2_scale_mean AS s", {"uid": set_uid}
-    ).rows
-    if not rows or not rows[0][0]:
+    rows = store.query("set_ln_scales", uid=set_uid)
+    if not rows or not rows[0]["scales"]:
         return {}
-    return {layer: 1.0 / float(sc) for layer, sc in zip(layers, rows[0][0], strict=True)}
+    return {layer: 1.0 / float(sc) for layer, sc in zip(layers, rows[0]["scales"], strict=True)}
 
 
 class ModelWeights(NamedTuple):

@@ -215,6 +215,7 @@ def _named_query_params() -> dict[str, dict]:
         "model": {"uid": data.MODEL},
         "transcoder_sets": {},
         "transcoder_set": {"uid": data.SET.uid},
+        "set_ln_scales": {"uid": data.SET.uid},
         "feature": {"uid": f0},
         "features_in_layer": {"set_uid": data.SET.uid, "layer": 1, "limit": 4},
         "feature_sources": {"uid": f1, "limit": 4},

@@ -12,6 +12,10 @@ MATCH (m:Model {uid: $uid})
 RETURN m.uid AS uid, m.name AS name, m.source AS source, m.n_layers AS n_layers,
        m.d_model AS d_model, m.n_heads AS n_heads, m.d_vocab AS d_vocab, m.arch AS arch
 
+// name: set_ln_scales
+MATCH (t:TranscoderSet {uid: $uid})
+RETURN t.ln2_scale_mean AS scales
+
 // name: transcoder_sets
 MATCH (s:TranscoderSet)
 RETURN s.uid AS uid, s.name AS name, s.model AS model, s.format AS format,
