@@ -331,17 +331,14 @@ def find_circuit(
         "score": "mean over prompts of |total attribution onto the target|",
         "error_share": sel.error_share,
     }
-    run = RunRecord(kind="circuit", params={"task": task, "set": set_uid, "name": name, **params})
-    run = run.model_copy(update={"code_version": version("circuitcat")})
-    record = CircuitRecord(
-        name=name,
-        task=task,
-        set=set_uid,
-        method="attribution",
-        params=params,
-        n_features=len(sel.features),
-        run=run.uid,
+    run = RunRecord(
+        kind="circuit",
+        params={"task": task, "set": set_uid, "name": name, **params},
+        code_version=version("circuitcat"),
     )
+    n_features = len(sel.features)
+    record = CircuitRecord(name=name, task=task, set=set_uid, method="attribution",
+                           params=params, n_features=n_features, run=run.uid)  # fmt: skip
     model_uid = _model_uid(store, set_uid)
     heads = [(_head_uid(model_uid, via), sc) for via, sc in sel.heads]
     start_run(store, run)

@@ -119,7 +119,7 @@ def load_inputs(
 
 @app.command("features")
 @handle_errors
-def features(
+def features(  # over 60 lines: one typer option a line; the body is ~20
     corpus: Annotated[
         str | None,
         typer.Option(help="Text file (a document a line), .jsonl ('text'), folder, or 'toy'."),

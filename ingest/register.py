@@ -156,8 +156,7 @@ def register(store: CatalogStore, loaded: LoadedModel, tset: TranscoderSet) -> R
         raise IngestError(
             f"transcoder set {tset_rec.uid!r} is already registered from different files or "
             f"with another --activation (sha256 {known[:12]}... vs {tset.sha256[:12]}...); "
-            "register these under a new "
-            "name with --name (e.g. a version suffix)"
+            "register these under a new name with --name (e.g. a version suffix)"
         )
     features = _features(tset, tset_rec.uid, run.uid)
     report = RegisterReport(
