@@ -219,6 +219,21 @@ def pick_edges(graph: PromptGraph, per_pair: int = 3) -> list[int]:
     return picked
 
 
+def frozen_ablation_error(fp: FrozenPrompt, graph: PromptGraph, edges: list[int]) -> float:
+    """The worst relative gap between an edge's w and the measured change of its destination
+    when its source is removed from the frozen model, over `edges`."""
+    rows = destination_rows(fp, graph.targets)
+    row_of = {int(n): i for i, n in enumerate(destinations(graph))}
+    base = readout(fp, rows, frozen_forward(fp))
+    worst = 0.0
+    for e in edges:
+        src, dst = int(graph.src[e]), int(graph.dst[e])
+        changed = readout(fp, rows, frozen_forward(fp, **ablate(fp, graph, src)))
+        delta = (base - changed)[row_of[dst]].item()
+        worst = max(worst, abs(delta - graph.w[e].item()) / max(1.0, abs(delta)))
+    return worst
+
+
 def ablate(fp: FrozenPrompt, graph: PromptGraph, node: int) -> dict[str, Tensor]:
     """frozen_forward arguments with source `node` removed."""
     kind, layer, pos = int(graph.kind[node]), int(graph.layer[node]), int(graph.pos[node])

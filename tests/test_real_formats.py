@@ -30,13 +30,11 @@ from typer.testing import CliRunner
 
 from circuitcat.catalog import open_store
 from circuitcat.cli.main import app
-from circuitcat.ingest.attribution import LogitTarget, attribute, freeze, frozen_forward
-from circuitcat.ingest.attribution.frozen import readout
-from circuitcat.ingest.attribution.graph import destination_rows
+from circuitcat.ingest.attribution import LogitTarget, attribute, freeze
 from circuitcat.ingest.inputs import load_pair
 from circuitcat.ingest.transcoders.load import load_transcoders
 
-from .test_attribution import ablate, assert_complete, destinations, pick_edges
+from .test_attribution import assert_complete, frozen_ablation_error, pick_edges
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real_formats"
 MANIFEST = json.loads((FIXTURES / "MANIFEST.json").read_text())
@@ -262,16 +260,7 @@ def test_attribution_is_complete_and_matches_ablation(tset_info: dict[str, Any])
     targets = [LogitTarget(int(tokens[-1]))]
     graph = attribute(loaded, tset, tokens, targets, batch_size=32)
     completeness = assert_complete(graph)
-    fp = freeze(loaded, tset, tokens)
-    rows = destination_rows(fp, graph.targets)
-    row_of = {int(n): i for i, n in enumerate(destinations(graph))}
-    base = readout(fp, rows, frozen_forward(fp))
-    worst = 0.0
-    for e in pick_edges(graph):
-        src, dst = int(graph.src[e]), int(graph.dst[e])
-        changed = readout(fp, rows, frozen_forward(fp, **ablate(fp, graph, src)))
-        delta = (base - changed)[row_of[dst]].item()
-        worst = max(worst, abs(delta - graph.w[e].item()) / max(1.0, abs(delta)))
+    worst = frozen_ablation_error(freeze(loaded, tset, tokens), graph, pick_edges(graph))
     print(f"\n{set_id(tset_info):32s} {tset.kind:18s} completeness {completeness:.1e} "
           f"ablation {worst:.1e}")  # fmt: skip
     assert worst < 1e-4
