@@ -234,7 +234,7 @@ def measure_transcoder(
 def train_transcoder_set(
     model: HookedTransformer,
     train_batches: Iterable[Int[Tensor, "batch pos"]],
-    eval_batches: Iterable[Int[Tensor, "batch pos"]],
+    eval_batches: Iterable[Int[Tensor, "eval_batch pos"]],
     cfg: TranscoderTrainConfig,
     name: str,
     pad_id: int | None = None,
