@@ -42,18 +42,23 @@ import numpy as np
 import uvicorn
 
 from bench.docs import replace_section
-from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch, NodeKind, RelKind, open_store
-from circuitcat.catalog import schema as s
-from circuitcat.catalog.copy import copy_catalog
-from circuitcat.catalog.records import (
+from circuitcat.catalog import (
+    CatalogStore,
+    EdgeBatch,
     LabelRecord,
     ModelRecord,
+    NodeBatch,
+    NodeKind,
     PromptRecord,
+    RelKind,
     RunRecord,
     TaskRecord,
     TranscoderSetRecord,
+    open_store,
     records_to_batch,
 )
+from circuitcat.catalog import schema as s
+from circuitcat.catalog.copy import copy_catalog
 from circuitcat.cli.web import ServeConfig, create_app
 
 SECTION = "## API latency"

@@ -96,13 +96,6 @@ class _Routes:
         return tuple(self.codes)
 
 
-def _to_edges(rel: RelKind, layer: int, run: RunningTopK, routes: _Routes) -> wts.WeightEdges:
-    m = run.result()
-    return wts.WeightEdges(
-        None, layer, "", m.src, m.row, m.w, m.rank, m.w_raw, rel, m.route, routes.table()
-    )
-
-
 def target_layer_edges(
     tset: TranscoderSet, layer: int, k: int, k_tokens: int, inp: BudgetInputs
 ) -> Iterator[wts.WeightEdges]:
@@ -110,15 +103,14 @@ def target_layer_edges(
     (top-k_tokens tokens per target over every route): at most two containers."""
     W_enc = wts._encoder(tset, layer, inp.device)
     heads = _kept_heads(tset, layer, W_enc, inp)
-    n_dst = W_enc.shape[1]
     earlier = [l1 for l1 in tset.layers if l1 < layer]
     if earlier:
-        run, routes = RunningTopK(n_dst, k, tset.d_transcoder, W_enc.device), _Routes()
-        _feature_routes(tset, layer, earlier, W_enc, heads, k, inp, run, routes)
-        yield _to_edges(RelKind.VIRTUAL_WEIGHT, layer, run, routes)
-    run, routes = RunningTopK(n_dst, k_tokens, inp.W_E.shape[0], W_enc.device), _Routes()
-    _token_routes(tset, layer, W_enc, heads, k_tokens, inp, run, routes)
-    yield _to_edges(RelKind.DEEMBEDS, layer, run, routes)
+        into = _Merge(tset, layer, W_enc, heads, inp, k, tset.d_transcoder)
+        _feature_routes(into, earlier)
+        yield into.edges(RelKind.VIRTUAL_WEIGHT)
+    into = _Merge(tset, layer, W_enc, heads, inp, k_tokens, inp.W_E.shape[0])
+    _token_routes(into)
+    yield into.edges(RelKind.DEEMBEDS)
 
 
 HeadTargets = list[tuple[int, int, Tensor]]
@@ -135,39 +127,61 @@ def _kept_heads(tset: TranscoderSet, layer: int, W_enc: Tensor, inp: BudgetInput
     return list(wts._kept_heads(top.cpu(), inp.W_V.shape[1]))
 
 
-def _feature_routes(
-    tset: TranscoderSet,
-    layer: int,
-    earlier: list[int],
-    W_enc: Tensor,
-    heads: HeadTargets,
-    k: int,
-    inp: BudgetInputs,
-    run: RunningTopK,
-    routes: _Routes,
-) -> None:
-    f_dst, b = wts._factor(inp.scales, layer), inp.blocks
-    for l1 in earlier:
-        idx, w = topk_virtual_weights(
-            wts._writes(tset, l1, layer, inp.device), W_enc, k, b.src, b.dst
+@dataclass
+class _Merge:
+    """One relation's routes into target layer `layer`, merged into one running top-k of `k`
+    over `n_src` sources per route: the layer's encoder and kept heads, the inputs."""
+
+    tset: TranscoderSet
+    layer: int
+    W_enc: Tensor
+    heads: HeadTargets
+    inp: BudgetInputs
+    k: int
+    n_src: int
+    routes: _Routes = field(default_factory=_Routes)
+    run: RunningTopK = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.run = RunningTopK(self.W_enc.shape[1], self.k, self.n_src, self.W_enc.device)
+
+    def topk(self, src: Tensor, dst: Tensor) -> tuple[Tensor, Tensor]:
+        """(idx, w): each target's top-k of `src @ dst`, block by block."""
+        return topk_virtual_weights(src, dst, self.k, self.inp.blocks.src, self.inp.blocks.dst)
+
+    def head_dst(self, a: int, h: int, targets: Tensor) -> Tensor:
+        """Head (a, h)'s W_O into the encoders of the targets that kept it."""
+        return self.inp.W_O[a, h] @ self.W_enc[:, targets.to(self.W_enc.device)]
+
+    def edges(self, rel: RelKind) -> wts.WeightEdges:
+        m = self.run.result()
+        route_table = self.routes.table()
+        return wts.WeightEdges(
+            None, self.layer, "", m.src, m.row, m.w, m.rank, m.w_raw, rel, m.route, route_table
         )
+
+
+def _feature_routes(into: _Merge, earlier: list[int]) -> None:
+    tset, inp, run, routes = into.tset, into.inp, into.run, into.routes
+    f_dst = wts._factor(inp.scales, into.layer)
+    for l1 in earlier:
+        idx, w = into.topk(wts._writes(tset, l1, into.layer, inp.device), into.W_enc)
         run.add(None, routes(l1, "resid"), idx, w, f_dst)
-    for a, h, targets in heads:
+    for a, h, targets in into.heads:
         sources = [l1 for l1 in earlier if l1 < a]
         if not sources:
             continue
         src = inp.cache.get(("dec", a, h), partial(_dec_through, tset, sources, a, h, inp))
-        dst = inp.W_O[a, h] @ W_enc[:, targets.to(W_enc.device)]
-        idx, w = topk_virtual_weights(src, dst, k, b.src, b.dst)
+        idx, w = into.topk(src, into.head_dst(a, h, targets))
         codes = torch.tensor([routes(l1, f"attn:{a}.{h}") for l1 in sources])
         F = tset.d_transcoder
         run.add(
             targets, codes[(idx // F).cpu()], idx % F, w, f_dst * wts._factor(inp.attn_scales, a)
         )
     for l1 in earlier:
-        for m in wts.skip_layers(tset, l1, layer):
+        for m in wts.skip_layers(tset, l1, into.layer):
             src = wts._through_skip(tset, m, wts._writes(tset, l1, m, inp.device))
-            idx, w = topk_virtual_weights(src, W_enc, k, b.src, b.dst)
+            idx, w = into.topk(src, into.W_enc)
             run.add(None, routes(l1, f"skip:{m}"), idx, w, f_dst * wts._factor(inp.scales, m))
 
 
@@ -184,27 +198,18 @@ def _emb_through(inp: BudgetInputs, a: int, h: int) -> Float[Tensor, "d_vocab d_
     return wts._f32(inp.W_E) @ wts._f32(inp.W_V[a, h])
 
 
-def _token_routes(
-    tset: TranscoderSet,
-    layer: int,
-    W_enc: Tensor,
-    heads: HeadTargets,
-    k: int,
-    inp: BudgetInputs,
-    run: RunningTopK,
-    routes: _Routes,
-) -> None:
-    f_dst, b = wts._factor(inp.scales, layer), inp.blocks
-    idx, w = topk_virtual_weights(inp.W_E, W_enc, k, b.src, b.dst)
+def _token_routes(into: _Merge) -> None:
+    tset, inp, run, routes = into.tset, into.inp, into.run, into.routes
+    f_dst = wts._factor(inp.scales, into.layer)
+    idx, w = into.topk(inp.W_E, into.W_enc)
     run.add(None, routes(None, "resid"), idx, w, f_dst)
-    for a, h, targets in heads:
+    for a, h, targets in into.heads:
         src = inp.cache.get(("emb", a, h), partial(_emb_through, inp, a, h))
-        dst = inp.W_O[a, h] @ W_enc[:, targets.to(W_enc.device)]
-        idx, w = topk_virtual_weights(src, dst, k, b.src, b.dst)
+        idx, w = into.topk(src, into.head_dst(a, h, targets))
         run.add(
             targets, routes(None, f"attn:{a}.{h}"), idx, w, f_dst * wts._factor(inp.attn_scales, a)
         )
-    for m in wts.skip_layers(tset, -1, layer):
+    for m in wts.skip_layers(tset, -1, into.layer):
         src = inp.cache.get(("skip", m), partial(wts._through_skip, tset, m, inp.W_E))
-        idx, w = topk_virtual_weights(src, W_enc, k, b.src, b.dst)
+        idx, w = into.topk(src, into.W_enc)
         run.add(None, routes(None, f"skip:{m}"), idx, w, f_dst * wts._factor(inp.scales, m))

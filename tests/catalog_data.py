@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuitcat.catalog import EdgeBatch, NodeBatch, NodeKind, RelKind, schema
-from circuitcat.catalog.records import (
+from circuitcat.catalog import (
     CircuitRecord,
+    EdgeBatch,
     LabelRecord,
     ModelRecord,
+    NodeBatch,
+    NodeKind,
     PromptRecord,
+    RelKind,
     RunRecord,
     TaskRecord,
     TranscoderSetRecord,
     records_to_batch,
+    schema,
 )
 
 MODEL = "tiny"

@@ -32,6 +32,7 @@ from circuitcat.ingest.attribution import (
     LogitTarget,
     NodeKind,
     PromptGraph,
+    Target,
     attribute,
     check_supported,
     freeze,
@@ -50,6 +51,7 @@ from .test_attribution import (
     frozen_ablation_error,
     pick_edges,
     random_transcoders,
+    real_ablation_error,
     write_of,
 )
 from .test_attribution import (
@@ -165,17 +167,23 @@ class Case:
 )
 def case(request: pytest.FixtureRequest) -> Case:
     name, processed = request.param
-    model, tset = family_model(name, processed), random_transcoders([0, 1, 2])
-    tokens = torch.randint(0, D_VOCAB, (N_POS,), generator=torch.Generator().manual_seed(3))
-    fp = freeze(model, tset, tokens)
+    model = family_model(name, processed)
     targets = [
         LogitTarget(7),
         metric_direction(model, [1, 2, 3], [4, 5], pos=-2),
         FeatureTarget(2, N_POS - 1, 11),
     ]
-    graph = attribute(model, tset, tokens, targets, batch_size=32)
     label = f"{name}-{'fold' if processed else 'raw'}"
-    return Case(label, model, tset, tokens, fp, graph)
+    return make_case(label, model, random_transcoders([0, 1, 2]), targets)
+
+
+def make_case(
+    name: str, model: HookedTransformer, tset: TranscoderSet, targets: list[Target]
+) -> Case:
+    """One case: fixed random tokens, their frozen prompt, and the graph into `targets`."""
+    tokens = torch.randint(0, D_VOCAB, (N_POS,), generator=torch.Generator().manual_seed(3))
+    graph = attribute(model, tset, tokens, targets, batch_size=32)
+    return Case(name, model, tset, tokens, freeze(model, tset, tokens), graph)
 
 
 def report(case: Case, what: str, value: float) -> None:
@@ -239,10 +247,6 @@ def test_completeness(case: Case) -> None:
     assert kinds == {NodeKind.FEATURE, NodeKind.TOKEN, NodeKind.ERROR, NodeKind.BIAS}
 
 
-def rel_err(delta: float, w: float) -> float:
-    return abs(delta - w) / max(1.0, abs(delta))
-
-
 def test_edges_match_ablation_in_frozen_model(case: Case) -> None:
     edges = pick_edges(case.graph)
     assert len(edges) >= 20
@@ -287,19 +291,14 @@ def test_edges_match_ablation_in_real_model(case: Case) -> None:
     """Remove a feature's (or error's) write from the real hook_mlp_out, with patterns, every
     norm scale and the other MLP outputs frozen: destinations move by the edge weights."""
     fp, graph = case.fp, case.graph
+
+    def changed_without(src: int) -> Tensor:
+        mlp_out = fp.mlp_out.clone()
+        mlp_out[int(graph.layer[src]), int(graph.pos[src])] -= write_of(fp, graph, src)
+        return real_readout(case, frozen_hooks(case, mlp_out))
+
     base = real_readout(case, frozen_hooks(case, fp.mlp_out))
-    assert torch.allclose(base, graph.in_total[destinations(graph)], atol=TOL)
-    row_of = {int(n): i for i, n in enumerate(destinations(graph))}
-    kinds, worst = graph.kind[graph.src], 0.0
-    for sk in (NodeKind.FEATURE, NodeKind.ERROR):
-        sel = torch.nonzero(kinds == sk).flatten()
-        for e in sel[graph.w[sel].abs().argsort(descending=True)[:4]].tolist():
-            src, dst = int(graph.src[e]), int(graph.dst[e])
-            mlp_out = fp.mlp_out.clone()
-            mlp_out[int(graph.layer[src]), int(graph.pos[src])] -= write_of(fp, graph, src)
-            changed = real_readout(case, frozen_hooks(case, mlp_out))
-            delta = (base - changed)[row_of[dst]].item()
-            worst = max(worst, rel_err(delta, graph.w[e].item()))
+    worst = real_ablation_error(graph, base, changed_without, per_kind=4)
     report(case, "real ablation max rel err", worst)
     assert worst < TOL
 

@@ -14,23 +14,17 @@ add up, with skip routes among them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from circuitcat.ingest.attribution import (
     RESID,
     FeatureTarget,
-    FrozenPrompt,
     LogitTarget,
     NodeKind,
-    PromptGraph,
-    attribute,
-    freeze,
     frozen_forward,
     metric_direction,
     split_by_head,
@@ -40,11 +34,17 @@ from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderConfi
 from .test_attribution import (
     TOL,
     assert_complete,
-    destinations,
     frozen_ablation_error,
     pick_edges,
+    real_ablation_error,
 )
-from .test_attribution_families import D_VOCAB, N_POS, family_model, final_affine
+from .test_attribution_families import (
+    N_POS,
+    Case,
+    family_model,
+    make_case,
+    real_readout,
+)
 
 D_MODEL, D_TC, N_LAYERS = 32, 48, 3
 KINDS = ("jumprelu", "topk", "skip", "jumprelu+skip", "clt", "clt+skip")
@@ -86,24 +86,12 @@ def kind_set(kind: str, seed: int = 1) -> TranscoderSet:
     return TranscoderSet(f"random-{kind}", "tiny", "circuitcat-transcoders", "test", tcs)
 
 
-@dataclass
-class Case:
-    name: str
-    model: HookedTransformer
-    tset: TranscoderSet
-    tokens: Tensor
-    fp: FrozenPrompt
-    graph: PromptGraph
-
-
 @pytest.fixture(scope="module", params=CASES, ids=[f"{f}-{k}" for f, k in CASES])
 def case(request: pytest.FixtureRequest) -> Case:
     family, kind = request.param
-    model, tset = family_model(family), kind_set(kind)
-    tokens = torch.randint(0, D_VOCAB, (N_POS,), generator=torch.Generator().manual_seed(3))
+    model = family_model(family)
     targets = [LogitTarget(7), metric_direction(model, [1, 2], [4, 5]), FeatureTarget(2, 6, 11)]
-    graph = attribute(model, tset, tokens, targets, batch_size=32)
-    return Case(f"{family}-{kind}", model, tset, tokens, freeze(model, tset, tokens), graph)
+    return make_case(f"{family}-{kind}", model, kind_set(kind), targets)
 
 
 def report(case: Case, what: str, value: float) -> None:
@@ -177,30 +165,6 @@ def live_skip_hooks(case: Case, const: Tensor) -> list[tuple[str, Callable[..., 
     return hooks
 
 
-def real_values(case: Case, hooks: list[tuple[str, Callable[..., Any]]]) -> Tensor:
-    model, graph = case.model, case.graph
-    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
-        _, cache = model.run_with_cache(case.tokens[None])
-    final = final_affine(model, cache["ln_final.hook_normalized"][0])
-    values, t_rank = [], 0
-    for node in destinations(graph).tolist():
-        layer, pos, index = (int(getattr(graph, c)[node]) for c in ("layer", "pos", "index"))
-        if graph.kind[node] == NodeKind.TARGET:
-            t = graph.targets[t_rank]
-            t_rank += 1
-            if isinstance(t, FeatureTarget):
-                layer, pos, index = t.layer, t.pos, t.index
-            elif isinstance(t, LogitTarget):
-                values.append(final[t.pos] @ model.W_U[:, t.token] + model.b_U[t.token])
-                continue
-            else:
-                values.append(final[t.pos] @ t.vector + t.offset)
-                continue
-        x = cache[f"blocks.{layer}.ln2.hook_normalized"][0, pos]
-        values.append(case.tset[layer].pre_acts(x)[index])
-    return torch.stack(values)
-
-
 def without(case: Case, const: Tensor, node: int) -> Tensor:
     """`const` with source `node`'s writes removed (every layer a CLT feature writes to)."""
     fp, graph = case.fp, case.graph
@@ -221,17 +185,13 @@ def test_edges_match_ablation_in_real_model(case: Case) -> None:
     const = fp.mlp_out.clone()
     for a, skip in fp.skip.items():
         const[a] -= fp.mlp_in[a] @ skip
-    base = real_values(case, live_skip_hooks(case, const))
-    assert torch.allclose(base, graph.in_total[destinations(graph)], atol=TOL)
-    row_of = {int(n): i for i, n in enumerate(destinations(graph))}
-    kinds, worst = graph.kind[graph.src], 0.0
-    for sk in (NodeKind.FEATURE, NodeKind.ERROR):
-        sel = torch.nonzero(kinds == sk).flatten()
-        for e in sel[graph.w[sel].abs().argsort(descending=True)[:5]].tolist():
-            src, dst = int(graph.src[e]), int(graph.dst[e])
-            changed = real_values(case, live_skip_hooks(case, without(case, const, src)))
-            delta = (base - changed)[row_of[dst]].item()
-            worst = max(worst, abs(delta - graph.w[e].item()) / max(1.0, abs(delta)))
+    base = real_readout(case, live_skip_hooks(case, const))
+    worst = real_ablation_error(
+        graph,
+        base,
+        lambda src: real_readout(case, live_skip_hooks(case, without(case, const, src))),
+        per_kind=5,
+    )
     report(case, "real ablation max rel err", worst)
     assert worst < TOL
 

@@ -34,6 +34,7 @@ from circuitcat.ingest.attribution import LogitTarget, attribute, freeze
 from circuitcat.ingest.inputs import load_pair
 from circuitcat.ingest.transcoders.load import load_transcoders
 
+from .helpers import invoke
 from .test_attribution import assert_complete, frozen_ablation_error, pick_edges
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real_formats"
@@ -153,12 +154,6 @@ def test_outputs_equal_the_library_forward(tset_info: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------------------------
 # the documented jobs through the CLI, as a user runs them
-
-
-def invoke(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, f"{' '.join(args)}\n{result.output}"
-    return result.output
 
 
 @pytest.fixture

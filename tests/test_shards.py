@@ -7,19 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from circuitcat.catalog import RelKind, open_store
 from circuitcat.catalog.schema import NODE_PROPS, REL_SPECS, NodeKind
-from circuitcat.cli.main import app
+
+from .helpers import invoke
 
 N_SHARDS = 3
-
-
-def invoke(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, f"{' '.join(args)}\n{result.output}"
-    return result.output
 
 
 def content(store: str, rels: list[RelKind], nodes: list[NodeKind]) -> dict[str, Any]:
@@ -45,14 +39,23 @@ def registered(tmp_path: Path, name: str) -> str:
     return store
 
 
-def test_sharded_prompts_equal_the_unsharded_job(tmp_path: Path) -> None:
-    job = ["ingest", "prompts", "--task", "greater-than", "--n", "6", "--device", "cpu"]
+def whole_and_sharded(tmp_path: Path, job: list[str]) -> tuple[str, str, Path, list[str]]:
+    """`job` run whole on one registered catalog, and as N_SHARDS shards writing parts for
+    another: (whole, sharded, parts, each shard's output)."""
     whole = registered(tmp_path, "whole")
     invoke(*job, "--store", whole)
     sharded, parts = registered(tmp_path, "sharded"), tmp_path / "parts"
-    for i in range(N_SHARDS):
-        out = invoke(*job, "--store", sharded, "--shard", f"{i}/{N_SHARDS}", "--parts", str(parts))
-        assert "2 written" in out
+    outputs = [
+        invoke(*job, "--store", sharded, "--shard", f"{i}/{N_SHARDS}", "--parts", str(parts))
+        for i in range(N_SHARDS)
+    ]
+    return whole, sharded, parts, outputs
+
+
+def test_sharded_prompts_equal_the_unsharded_job(tmp_path: Path) -> None:
+    job = ["ingest", "prompts", "--task", "greater-than", "--n", "6", "--device", "cpu"]
+    whole, sharded, parts, outputs = whole_and_sharded(tmp_path, job)
+    assert all("2 written" in out for out in outputs)
     with open_store(sharded) as catalog:  # nothing reached the catalog yet
         assert catalog.run_cypher("MATCH ()-[r:ATTRIBUTES]->() RETURN count(r)").rows == [[0]]
     assert "loaded" in invoke("store", "load", str(parts), "--store", sharded)
@@ -67,11 +70,7 @@ def test_sharded_prompts_equal_the_unsharded_job(tmp_path: Path) -> None:
 def test_sharded_weights_equal_the_unsharded_job(tmp_path: Path) -> None:
     """Shard i of 3 runs units u % 3 == i (a unit is a target layer, or one layer's logits)."""
     job = ["ingest", "weights", "--device", "cpu", "--top-k", "8", "--top-k-tokens", "4"]
-    whole = registered(tmp_path, "whole")
-    invoke(*job, "--store", whole)
-    sharded, parts = registered(tmp_path, "sharded"), tmp_path / "parts"
-    for i in range(N_SHARDS):
-        invoke(*job, "--store", sharded, "--shard", f"{i}/{N_SHARDS}", "--parts", str(parts))
+    whole, sharded, parts, _ = whole_and_sharded(tmp_path, job)
     with open_store(sharded) as catalog:  # nothing reached the catalog yet
         assert catalog.run_cypher("MATCH ()-[r:VIRTUAL_WEIGHT]->() RETURN count(r)").rows == [[0]]
     invoke("store", "load", str(parts), "--store", sharded)
@@ -97,11 +96,7 @@ def test_sharded_features_equal_the_unsharded_job(tmp_path: Path) -> None:
     in another order) equal up to float rounding."""
     job = ["ingest", "features", "--corpus", "toy", "--n-docs", "60", "--batch-size", "4"]
     job += ["--device", "cpu", "--checkpoint-dir", str(tmp_path / "ckpt")]
-    whole = registered(tmp_path, "whole")
-    invoke(*job, "--store", whole)
-    sharded, parts = registered(tmp_path, "sharded"), tmp_path / "parts"
-    for i in range(N_SHARDS):
-        invoke(*job, "--store", sharded, "--shard", f"{i}/{N_SHARDS}", "--parts", str(parts))
+    whole, sharded, parts, _ = whole_and_sharded(tmp_path, job)
     assert feature_stats(sharded)[0][0][1] is None  # nothing reached the catalog yet
     invoke("ingest", "features", "--merge", str(parts), "--store", sharded, "--device", "cpu")
     (want, want_scales), (got, got_scales) = feature_stats(whole), feature_stats(sharded)

@@ -78,6 +78,12 @@ def write_circuit_tracer(folder: Path, w: dict[str, Tensor], **config: Any) -> P
         "activation_function.threshold": w["threshold"],
     }
     save_file(tensors, str(folder / "layer_0.safetensors"))
+    write_ct_config(folder, **config)
+    return folder
+
+
+def write_ct_config(folder: Path, **config: Any) -> None:
+    """circuit-tracer's config.yaml for the tiny model, `config` on top."""
     settings = {
         "model_name": "tiny",
         "feature_input_hook": "mlp.hook_in",
@@ -85,7 +91,6 @@ def write_circuit_tracer(folder: Path, w: dict[str, Tensor], **config: Any) -> P
         **config,
     }
     (folder / "config.yaml").write_text(yaml.safe_dump(settings))
-    return folder
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,13 +195,7 @@ def write_clt(folder: Path, n_layers: int = N_LAYERS, skip_file: int | None = No
         save_file(enc, str(folder / f"W_enc_{i}.safetensors"))
         dec = {f"W_dec_{i}": randn(D_TC, n_layers - i, D_MODEL, seed=40 + i) / D_TC**0.5}
         save_file(dec, str(folder / f"W_dec_{i}.safetensors"))
-    config = {
-        "model_name": "tiny",
-        "model_kind": "cross_layer_transcoder",
-        "feature_input_hook": "mlp.hook_in",
-        "feature_output_hook": "mlp.hook_out",
-    }
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    write_ct_config(folder, model_kind="cross_layer_transcoder")
     return folder
 
 

@@ -4,11 +4,13 @@ which needs a write token."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 
+from circuitcat.catalog import CatalogStore
 from circuitcat.catalog.errors import ReadOnlyViolationError
 from circuitcat.catalog.graph_json import GraphFile, prompt_graph_json
 from circuitcat.catalog.labels import MAX_LABEL_CHARS, add_label
@@ -16,6 +18,9 @@ from circuitcat.catalog.labels import MAX_LABEL_CHARS, add_label
 from . import models, reads
 from .errors import AuthError
 from .state import ServedCatalog
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 router = APIRouter(prefix="/api")
 Uid = Annotated[str, Field(max_length=500)]
@@ -28,6 +33,17 @@ def served(request: Request) -> ServedCatalog:
 
 
 Catalog = Annotated[ServedCatalog, Depends(served)]
+
+
+def read(
+    catalog: ServedCatalog,
+    fn: Callable[Concatenate[CatalogStore, P], R],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """`fn(store, *args, **kwargs)` on the served store: one route's read."""
+    with catalog.use() as store:
+        return fn(store, *args, **kwargs)
 
 
 def writer(
@@ -78,8 +94,7 @@ def health(catalog: Catalog) -> dict[str, Any]:
 
 @router.get("/catalog", summary="Models, transcoder sets, tasks and circuits")
 def overview(catalog: Catalog) -> dict[str, Any]:
-    with catalog.use() as store:
-        return reads.catalog_overview(store)
+    return read(catalog, reads.catalog_overview)
 
 
 @router.get(
@@ -111,8 +126,7 @@ def features(
         limit=limit,
         offset=offset,
     )
-    with catalog.use() as store:
-        return reads.list_features(store, flt)
+    return read(catalog, reads.list_features, flt)
 
 
 @router.get(
@@ -121,8 +135,7 @@ def features(
     response_model=models.FeaturePage,
 )
 def feature(catalog: Catalog, uid: str, k: Annotated[int, Query(ge=1, le=100)] = 12) -> Any:
-    with catalog.use() as store:
-        return reads.feature_page(store, uid, k)
+    return read(catalog, reads.feature_page, uid, k)
 
 
 @router.post(
@@ -136,8 +149,7 @@ def label(catalog: Catalog, body: LabelRequest, user: Annotated[str, Depends(wri
 
 @router.get("/circuits", summary="Every stored circuit")
 def circuits(catalog: Catalog) -> list[dict[str, Any]]:
-    with catalog.use() as store:
-        return reads.circuit_list(store)
+    return read(catalog, reads.circuit_list)
 
 
 @router.get(
@@ -146,14 +158,12 @@ def circuits(catalog: Catalog) -> list[dict[str, Any]]:
     response_model=models.CircuitGraph,
 )
 def circuit(catalog: Catalog, uid: str) -> dict[str, Any]:
-    with catalog.use() as store:
-        return reads.circuit_graph(store, uid)
+    return read(catalog, reads.circuit_graph, uid)
 
 
 @router.get("/tasks/{task}/prompts", summary="A task's prompts and which have stored graphs")
 def prompts(catalog: Catalog, task: str, limit: Limit = 200) -> dict[str, Any]:
-    with catalog.use() as store:
-        return reads.task_prompts(store, task, limit)
+    return read(catalog, reads.task_prompts, task, limit)
 
 
 @router.get(
@@ -172,8 +182,7 @@ def prompt_graph(
 
 @router.get("/prompts/{uid:path}", summary="One prompt and the sets with its graph stored")
 def prompt(catalog: Catalog, uid: str) -> dict[str, Any]:
-    with catalog.use() as store:
-        return reads.prompt_info(store, uid)
+    return read(catalog, reads.prompt_info, uid)
 
 
 @router.get(
@@ -185,8 +194,7 @@ def prompt(catalog: Catalog, uid: str) -> dict[str, Any]:
 def search(
     catalog: Catalog, q: Annotated[str, Query(max_length=200)] = "", limit: Limit = 20
 ) -> dict[str, Any]:
-    with catalog.use() as store:
-        return reads.search(store, q, limit)
+    return read(catalog, reads.search, q, limit)
 
 
 @router.get(
@@ -200,8 +208,7 @@ def pair(
     dst: Annotated[str, Query(max_length=500)],
     limit: Limit = 100,
 ) -> dict[str, Any]:
-    with catalog.use() as store:
-        return reads.feature_pair(store, src, dst, limit)
+    return read(catalog, reads.feature_pair, src, dst, limit)
 
 
 @router.post("/cypher", summary="Read-only Cypher with a row limit and a time limit")

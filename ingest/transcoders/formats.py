@@ -24,10 +24,10 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from circuitcat.catalog.errors import TranscoderLoadError
+from circuitcat.ingest.models import PROCESSING_FLAGS
 from circuitcat.ingest.transcoders.native import folder_sha256
 from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderConfig, TranscoderSet
 
-PROCESSING_FLAGS = ("fold_ln", "center_writing_weights", "center_unembed")
 ALL_PROCESSED = dict.fromkeys(PROCESSING_FLAGS, True)
 NONE_PROCESSED = dict.fromkeys(PROCESSING_FLAGS, False)
 
