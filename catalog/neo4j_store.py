@@ -7,7 +7,10 @@ Concurrent writers never duplicate an edge. Edges are written in chunks that hol
 their target nodes; each chunk is one transaction that first locks its targets (in uid order),
 then counts the stored edges of this kind into them, then CREATEs (none) or MERGEs. Two jobs
 writing the same edges therefore take turns per chunk, and the second one MERGEs onto the
-first one's edges.
+first one's edges. One batch's chunks have disjoint targets, so they run in parallel sessions
+(`neo4j_writers` transactions in flight, CIRCUITCAT_NEO4J_WRITERS): the server's cores work
+on one batch. Transactions that meet on shared source nodes may deadlock; the server detects
+it and the driver retries the chunk (a transient error).
 
 Read-only (`run_cypher` without write): the query runs in a server-enforced read transaction,
 after its EXPLAIN plan passes catalog/readonly.py (no LOAD CSV, administration, procedures off
@@ -19,7 +22,8 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -202,13 +206,44 @@ class Neo4jStore(BaseStore):
         rows = [[_plain(v) for v in record.values()] for record in result.records]
         return QueryResult(list(result.keys), rows)
 
-    def _write_chunks(self, stmt: str, chunks: Iterator[list[dict[str, Any]]]) -> None:
+    def _write_chunks(self, stmt: str, chunks: Iterable[list[dict[str, Any]]]) -> None:
         def work(tx: neo4j.ManagedTransaction, rows: list[dict[str, Any]]) -> None:
             tx.run(stmt, rows=rows).consume()  # type: ignore[arg-type]
 
-        with self._errors(), self._session() as s:
-            for rows in chunks:
+        self._in_parallel(work, chunks)
+
+    def _in_parallel(
+        self,
+        work: Callable[[neo4j.ManagedTransaction, list[dict[str, Any]]], None],
+        chunks: Iterable[list[dict[str, Any]]],
+    ) -> None:
+        """One write transaction per chunk, `neo4j_writers` in flight at once (each in its own
+        session), at most twice that many chunks built ahead. The chunks must not depend on
+        each other; the first failure stops the rest and is raised."""
+
+        def one(rows: list[dict[str, Any]]) -> None:
+            with self._errors(), self._session() as s:
                 s.execute_write(work, rows)
+
+        writers = self.settings.neo4j_writers
+        if writers <= 1:
+            for rows in chunks:
+                one(rows)
+            return
+        with ThreadPoolExecutor(writers, thread_name_prefix="circuitcat-neo4j-writer") as pool:
+            pending: set[Future[None]] = set()
+            try:
+                for rows in chunks:
+                    if len(pending) >= 2 * writers:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in done:
+                            f.result()
+                    pending.add(pool.submit(one, rows))
+                for f in pending:
+                    f.result()
+            finally:
+                for f in pending:
+                    f.cancel()
 
     def init_schema(self) -> None:
         for stmt in statements.neo4j_ddl():
@@ -231,11 +266,11 @@ class Neo4jStore(BaseStore):
 
     def _bulk_edges(self, batch: EdgeBatch) -> None:
         stmt = statements.edge_create(batch.kind, batch.src_kind, batch.dst_kind, batch.prop_names)
-        self._write_chunks(stmt, batch.chunks(BATCH_ROWS))
+        self._write_chunks(stmt, _target_chunks(batch, BATCH_ROWS))
 
     def _merge_edges(self, batch: EdgeBatch) -> None:
         stmt = statements.edge_merge(batch.kind, batch.src_kind, batch.dst_kind, batch.prop_names)
-        self._write_chunks(stmt, batch.chunks(BATCH_ROWS))
+        self._write_chunks(stmt, _target_chunks(batch, BATCH_ROWS))  # a pair in one chunk
 
     def write_edges(self, batch: EdgeBatch) -> int:
         """Check the endpoints, then write chunk by chunk under target locks (module doc)."""
@@ -259,9 +294,7 @@ class Neo4jStore(BaseStore):
             stmt = create if record is None or record[0] == 0 else merge
             tx.run(stmt, rows=rows).consume()  # type: ignore[arg-type]
 
-        with self._errors(), self._session() as s:
-            for rows in _target_chunks(batch, BATCH_ROWS):
-                s.execute_write(work, rows)
+        self._in_parallel(work, _target_chunks(batch, BATCH_ROWS))
         return len(batch)
 
     # ---- runs: a heartbeat while this store has runs open (catalog/runs.py) ------------------

@@ -82,6 +82,8 @@ class StoreSettings(BaseModel):
     neo4j_user: str | None = None
     neo4j_password: str | None = None
     neo4j_database: str | None = None
+    # Neo4j: write transactions in flight at once (parallel sessions over disjoint targets).
+    neo4j_writers: int = 4
     # Opened for reading only: the embedded file opens read-only, nothing is created.
     read_only: bool = False
 
@@ -115,8 +117,21 @@ def resolve_settings(
         neo4j_user=url_user or user or env.get("CIRCUITCAT_NEO4J_USER"),
         neo4j_password=url_password or password or env.get("CIRCUITCAT_NEO4J_PASSWORD"),
         neo4j_database=env.get("CIRCUITCAT_NEO4J_DATABASE"),
+        neo4j_writers=_writers(env.get("CIRCUITCAT_NEO4J_WRITERS")),
         read_only=read_only,
     )
+
+
+def _writers(text: str | None) -> int:
+    """CIRCUITCAT_NEO4J_WRITERS: a whole number from 1 (one transaction at a time) to 64."""
+    if text is None or not text.strip():
+        return StoreSettings.model_fields["neo4j_writers"].default
+    if not text.strip().isdigit() or not 1 <= int(text) <= 64:
+        raise StoreUnavailableError(
+            f"CIRCUITCAT_NEO4J_WRITERS={text!r}: expected a whole number from 1 to 64 (write "
+            "transactions in flight at once; 1 writes one chunk at a time)"
+        )
+    return int(text)
 
 
 def redact(uri: str) -> str:

@@ -10,10 +10,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
-from circuitcat.catalog import CatalogStore, open_store
+from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch, NodeKind, RelKind, open_store
+from circuitcat.catalog.base import BATCH_ROWS
 from circuitcat.ingest.models import LoadedModel
 from circuitcat.ingest.prompts import run_prompts
 from circuitcat.ingest.register import register
@@ -107,3 +109,50 @@ def test_two_prompts_jobs_at_once(neo4j_server: Neo4jServer, loaded: LoadedModel
     )
     assert {k: len(v) for k, v in both.items()} == {k: len(v) for k, v in single.items()}
     assert both == single and len(single["ATTRIBUTES"]) > 0
+
+
+def _wide_batch(n_src: int, n_dst: int, per_target: int, scale: float) -> EdgeBatch:
+    """Every target gets `per_target` sources out of a small shared pool: parallel chunks
+    (disjoint targets) keep meeting on the same source nodes."""
+    rng = np.random.default_rng(5)
+    src = [f"s{int(i)}" for i in rng.integers(0, n_src, n_dst * per_target)]
+    dst = [f"t{i // per_target}" for i in range(n_dst * per_target)]
+    pairs = dict.fromkeys(zip(src, dst, strict=True))  # one edge per pair
+    w = (np.arange(len(pairs), dtype=np.float64) * scale).tolist()
+    return EdgeBatch(
+        RelKind.VIRTUAL_WEIGHT, NodeKind.FEATURE, NodeKind.FEATURE,
+        [s for s, _ in pairs], [d for _, d in pairs],
+        {"w": w, "via": ["resid"] * len(pairs), "run": ["r"] * len(pairs)},
+    )  # fmt: skip
+
+
+def test_parallel_writers_write_what_one_writer_writes(neo4j_server: Neo4jServer) -> None:
+    """A batch of several chunks, written by 4 parallel sessions, then re-written (MERGE) by
+    4: the same edges as one session writes, none repeated, new weights in place."""
+    n_src, n_dst = 300, 2_500
+    nodes = NodeBatch(NodeKind.FEATURE, {
+        "uid": [f"s{i}" for i in range(n_src)] + [f"t{i}" for i in range(n_dst)],
+        "layer": [0] * n_src + [1] * n_dst,
+        "index": list(range(n_src)) + list(range(n_dst)),
+    })  # fmt: skip
+    first, again = _wide_batch(n_src, n_dst, 12, 1.0), _wide_batch(n_src, n_dst, 12, 2.0)
+    assert len(first) > 2 * BATCH_ROWS  # several chunks in flight at once
+    got = {}
+    for writers in ("1", "4"):
+        empty_neo4j(neo4j_server, drop_schema=False)
+        env = {"CIRCUITCAT_NEO4J_WRITERS": writers}
+        with open_store(
+            neo4j_server.uri, user=neo4j_server.user, password=neo4j_server.password, env=env
+        ) as store:
+            assert store.settings.neo4j_writers == int(writers)  # type: ignore[attr-defined]
+            store.write_nodes(nodes)
+            store.write_edges(first)
+            store.write_edges(again)  # every edge exists: the MERGE path
+            rows = store.run_cypher(
+                "MATCH (a:Feature)-[e:VIRTUAL_WEIGHT]->(b:Feature) "
+                "RETURN a.uid AS a, b.uid AS b, e.w AS w ORDER BY a, b"
+            ).rows
+        got[writers] = rows
+    assert len(got["4"]) == len(again)
+    assert got["4"] == got["1"]
+    assert sorted(r[2] for r in got["4"]) == sorted(again.columns["w"])
