@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -90,4 +91,48 @@ def load(
     typer.echo(
         f"loaded {report.parts} parts from {parts}: {report.nodes:,} node rows, "
         f"{report.edges:,} edge rows into {catalog.uri}"
+    )
+
+
+@app.command("import-files")
+@handle_errors
+def import_files(
+    out: Annotated[Path, typer.Argument(help="New or empty folder for the CSVs and import.sh.")],
+    source: Annotated[
+        str | None, typer.Option("--from", help="Store to export (path or bolt:// URI).")
+    ] = None,
+    parts: Annotated[
+        Path | None,
+        typer.Option(help="Folder of parts written by jobs run with --parts (after --from)."),
+    ] = None,
+    database: Annotated[
+        str, typer.Option(help="Neo4j database the import creates or REPLACES.")
+    ] = "neo4j",
+) -> None:
+    """Write CSVs for `neo4j-admin database import full`, the fast first load of a NEW Neo4j
+    database (hundreds of millions of edges), from a store, a parts folder or both, merged as
+    loading would merge them; print the command and write it as OUT/import.sh. Run it with the
+    server stopped, then start it and run `circuitcat store init` for the constraints."""
+    from circuitcat.catalog.neo4j_import import write_import_files
+
+    with (
+        open_store(source, read_only=True) if source is not None else nullcontext() as store,
+        err_console.status("writing import files") as st,
+    ):
+        files = write_import_files(
+            out,
+            store,
+            parts,
+            database=database,
+            progress=lambda what, n: st.update(f"{what}: {n:,}"),
+        )
+    n_nodes = sum(f.rows for f in files.nodes)
+    n_edges = sum(f.rows for f in files.relationships)
+    typer.echo(
+        f"wrote {n_nodes:,} nodes and {n_edges:,} relationships in "
+        f"{len(files.nodes) + len(files.relationships)} CSV files to {out}\n"
+        f"With the Neo4j server stopped (this REPLACES database {database!r}), run "
+        f"{files.script} or:\n\n  {files.command()}\n\n"
+        "then start the server and create the constraints and indexes:\n\n"
+        "  circuitcat store init --store neo4j://HOST:7687"
     )
