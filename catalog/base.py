@@ -1,10 +1,11 @@
 """The write algorithm both stores share; each backend supplies a few primitives.
 
 Nodes: upsert by uid, in bulk when none of the batch's uids exist yet.
-Edges: first check every endpoint exists (an edge to a missing node is an error, not a silent
-skip), then take the bulk path when no stored edge of this kind with the batch's key values
-(via, prompt) leaves any batch source or enters any batch target (nothing can be repeated),
-else MERGE on the edge's key.
+Edges: the bulk path when no stored edge of this kind with the batch's key values (via,
+prompt) leaves any batch source or enters any batch target (nothing can be repeated), else
+MERGE on the edge's key. Every endpoint must exist (an edge to a missing node is an error, not
+a silent skip): checked before the write, or, where the engine's bulk load refuses a missing
+endpoint and writes nothing (Ladybug's COPY), checked only when it does.
 
 Runs: the store remembers the Run nodes it wrote as "running" and marks them failed when it is
 left by an exception; a new run finds the stale ones of its kind (catalog/runs.py).
@@ -20,7 +21,13 @@ from typing import Any, Self
 
 from . import runs, statements
 from .batches import EdgeBatch, NodeBatch
-from .errors import CircuitcatError, InvalidRowsError, QueryError, ReadOnlyViolationError
+from .errors import (
+    CircuitcatError,
+    InvalidRowsError,
+    MissingEndpointError,
+    QueryError,
+    ReadOnlyViolationError,
+)
 from .protocol import CatalogStore, QueryResult, StoreInfo, StoreSettings
 from .queries import get_query
 from .readonly import parameter_names
@@ -167,20 +174,29 @@ class BaseStore(CatalogStore, ABC):
             self._track_runs(batch, written=True)
         return len(batch)
 
+    # A backend whose bulk load refuses a missing endpoint, writing nothing (Ladybug's COPY),
+    # raises MissingEndpointError from _bulk_edges instead of being checked before it.
+    bulk_checks_endpoints = False
+
     def write_edges(self, batch: EdgeBatch) -> int:
         if not len(batch):
             return 0
         self._refuse_if_read_only()
-        sources, targets = batch.unique("src"), batch.unique("dst")
-        self._check_endpoints(batch.src_kind, sources, batch, "source")
-        self._check_endpoints(batch.dst_kind, targets, batch, "target")
-        if self._may_repeat(batch, sources, targets):
+        if self._may_repeat(batch):
+            self._check_both_endpoints(batch)
             self._merge_edges(batch)
+        elif self.bulk_checks_endpoints:
+            try:
+                self._bulk_edges(batch)
+            except MissingEndpointError:
+                self._check_both_endpoints(batch)  # raises InvalidRowsError naming them
+                raise
         else:
+            self._check_both_endpoints(batch)
             self._bulk_edges(batch)
         return len(batch)
 
-    def _may_repeat(self, batch: EdgeBatch, sources: list[str], targets: list[str]) -> bool:
+    def _may_repeat(self, batch: EdgeBatch) -> bool:
         """False when no stored edge of this kind with the batch's key values leaves any batch
         source, or none enters any batch target: then no row can repeat a stored edge.
         Targets first: a job's fresh unit (a new target layer, a new prompt) has none, and
@@ -188,14 +204,15 @@ class BaseStore(CatalogStore, ABC):
         shared tokens) outgoing edges grow with the catalog."""
         filters = [k for k in statements.FILTER_KEYS if k in REL_SPECS[batch.kind].key]
         values = {f"{k}_values": batch.unique(k) for k in filters}
-        for side, kind, uids in (
-            ("dst", batch.dst_kind, targets),
-            ("src", batch.src_kind, sources),
-        ):
+        for side, kind in (("dst", batch.dst_kind), ("src", batch.src_kind)):
             stmt = statements.count_existing(batch.kind, kind, side, filters)
-            if self._scalar(stmt, {"uids": uids, **values}) == 0:
+            if self._scalar(stmt, {"uids": batch.unique(side), **values}) == 0:
                 return False
         return True
+
+    def _check_both_endpoints(self, batch: EdgeBatch) -> None:
+        self._check_endpoints(batch.src_kind, batch.unique("src"), batch, "source")
+        self._check_endpoints(batch.dst_kind, batch.unique("dst"), batch, "target")
 
     def _check_endpoints(
         self, kind: NodeKind, uids: list[str], batch: EdgeBatch, role: str

@@ -22,6 +22,10 @@ class InvalidRowsError(CircuitcatError):
     """A batch of nodes or edges is malformed (missing uid, NaN weight, ragged columns)."""
 
 
+class MissingEndpointError(StoreError):
+    """A bulk load refused edges whose endpoint node does not exist; nothing was written."""
+
+
 class QueryError(CircuitcatError):
     """A named query is unknown, or a Cypher query failed or was refused."""
 

@@ -21,6 +21,7 @@ from . import statements
 from .base import BATCH_ROWS, BaseStore, check_values
 from .batches import EdgeBatch, NodeBatch
 from .errors import (
+    MissingEndpointError,
     QueryError,
     QueryTimeoutError,
     ReadOnlyViolationError,
@@ -54,8 +55,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_MISSING_KEY = "Unable to find primary key"  # the engine's COPY error for a missing endpoint
+
+
 class LadybugStore(BaseStore):
     backend = "ladybug"
+    bulk_checks_endpoints = True
 
     def __init__(self, settings: StoreSettings) -> None:
         super().__init__(settings)
@@ -172,7 +177,12 @@ class LadybugStore(BaseStore):
         if len(REL_SPECS[batch.kind].pairs) > 1:
             pair = f" (from='{batch.src_kind}', to='{batch.dst_kind}')"
         table = batch.to_arrow().select(["from", "to", *self._columns[batch.kind]])
-        self._execute(f"COPY {batch.kind} FROM $batch_rows{pair}", {"batch_rows": table})
+        try:
+            self._execute(f"COPY {batch.kind} FROM $batch_rows{pair}", {"batch_rows": table})
+        except QueryError as e:  # COPY writes nothing when an endpoint is missing
+            if _MISSING_KEY in str(e):
+                raise MissingEndpointError(f"{batch.kind} edges: {e}") from e
+            raise
 
     def _merge_edges(self, batch: EdgeBatch) -> None:
         stmt = statements.edge_merge(batch.kind, batch.src_kind, batch.dst_kind, batch.prop_names)
