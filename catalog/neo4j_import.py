@@ -11,17 +11,20 @@ a later place (the parts after the source, later parts after earlier ones) overr
 properties it sets and leaves the others, and a property it sets to null is removed. Every edge
 needs both endpoints among the nodes, as the online writer insists.
 
-Memory stays flat: the source is read a chunk of nodes at a time, and rows are hash-partitioned
-by identity into bucket files on disk, so merging holds one bucket (~BUCKET_ROWS rows) at a time.
+Memory stays flat: rows travel as Arrow columns, the source is read about READ_ROWS rows at a
+time, and when there are more than BUCKET_ROWS nodes or edges, rows are hash-partitioned by
+identity into Parquet bucket files on disk, so merging holds one bucket at a time (and every
+node's uid, to check the edges' endpoints).
 
 CSV conventions (neo4j-admin's defaults except where named in the command): one file per node
 kind (`uid:ID(<Kind>)`, one id space per kind) and per relationship kind and node pair
 (`:START_ID(<Kind>)`, `:END_ID(<Kind>)`); labels and types go on the command line
 (`--nodes=Feature=...`), not in a column, which keeps files of hundreds of millions of edges
-smaller. Properties are typed from the schema; strings are always quoted, with `""` for a quote;
-a missing value is an empty unquoted field; list elements are joined by U+001F, which no list
-element may contain; files with newlines inside strings are named in `--multiline-fields`, so
-the others keep the importer's fast parallel parser.
+smaller. Properties are typed from the schema; strings and lists are always quoted, with `""`
+for a quote; numbers are unquoted, floats in their shortest form that reads back exactly (`9`,
+`1e-17`); a missing value is an empty unquoted field; list elements are joined by U+001F, which
+no list element may contain; files with newlines inside strings are named in
+`--multiline-fields`, so the others keep the importer's fast parallel parser.
 
 The importer creates no constraints or indexes: `circuitcat store init` creates them once the
 server runs on the imported database (docs/neo4j.md).
@@ -30,34 +33,37 @@ server runs on the imported database (docs/neo4j.md).
 from __future__ import annotations
 
 import math
-import pickle
 import re
 import shlex
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Generic, TypeVar
+from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from . import statements
-from .batches import NodeBatch
-from .errors import CircuitcatError
-from .parts import _read as read_part
-from .parts import iter_parts
-from .protocol import CatalogStore
-from .schema import NODE_PROPS, REL_SPECS, NodeKind, PropType, RelKind, quote
+from .errors import CircuitcatError, QueryError
+from .ladybug_store import LadybugStore
+from .parts import PartsError, iter_parts
+from .protocol import CatalogStore, QueryResult
+from .schema import NODE_PROPS, REL_SPECS, NodeKind, PropType, RelKind
 
 Progress = Callable[[str, int], None]
 EdgeGroup = tuple[RelKind, NodeKind, NodeKind]
-G = TypeVar("G", NodeKind, EdgeGroup)
+Group = NodeKind | EdgeGroup
 
 ARRAY_DELIMITER = "\x1f"  # U+001F, the ASCII unit separator: never in text a person wrote
-READ_CHUNK = 1_000  # source nodes per read (their properties, or their outgoing edges)
-BUCKET_ROWS = 500_000  # rows merged in memory at a time
-_FLUSH_ROWS = 4_096  # rows a bucket buffers before appending them to its file
-_MAX_BUCKETS = 4_096
+READ_ROWS = 1_000_000  # rows per read of the embedded store, and per write of a bucket
+READ_CHUNK = 10_000  # other stores: nodes per read (their properties, or their outgoing edges)
+BUCKET_ROWS = 2_000_000  # rows merged in memory at a time
+_MAX_BUCKETS = 1_024
+_SET = "__set__"  # `__set__<p>`: whether a row sets property p (module doc)
 # Neo4j's rule for database names (also keeps import.sh free of shell syntax).
 _DATABASE = re.compile(r"[a-z][a-z0-9.-]{2,62}")
 _ADMIN_TYPES = {
@@ -68,6 +74,17 @@ _ADMIN_TYPES = {
     PropType.INT_LIST: "long[]",
     PropType.FLOAT_LIST: "double[]",
 }
+_UID = pa.large_string()  # 64-bit offsets: a bucket's strings may pass 2 GiB
+_ARROW = {
+    PropType.STRING: pa.large_string(),
+    PropType.INT: pa.int64(),
+    PropType.FLOAT: pa.float64(),
+    PropType.STRING_LIST: pa.list_(pa.large_string()),
+    PropType.INT_LIST: pa.list_(pa.int64()),
+    PropType.FLOAT_LIST: pa.list_(pa.float64()),
+}
+# neo4j-admin's CSV: "needed" quotes every string (and nothing else), doubling quotes inside.
+_CSV = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
 
 
 class ImportFilesError(CircuitcatError):
@@ -113,32 +130,7 @@ class ImportFiles:
         return shlex.join([admin, *self.arguments()])
 
 
-# ---- reading: the source store a chunk of nodes at a time, then the parts ------------------
-
-
-def _uids(store: CatalogStore, kind: NodeKind) -> list[str]:
-    rows = store.run_cypher(f"MATCH (n:{kind}) RETURN n.uid AS uid ORDER BY uid").rows
-    return [str(r[0]) for r in rows]
-
-
-def _nodes_of(kind: NodeKind) -> str:
-    """statements.read_nodes for the nodes in $uids."""
-    cols = ", ".join(f"n.{quote(p)} AS {quote(p)}" for p in NODE_PROPS[kind])
-    return f"UNWIND $uids AS u MATCH (n:{kind} {{uid: u}}) RETURN n.uid AS uid, {cols}"
-
-
-def _edges_from(rel: RelKind, src: NodeKind, dst: NodeKind) -> str:
-    """statements.read_edges for the edges leaving the nodes in $uids."""
-    cols = ", ".join(f"r.{quote(p)} AS {quote(p)}" for p in REL_SPECS[rel].props)
-    return (
-        f"UNWIND $uids AS u MATCH (a:{src} {{uid: u}})-[r:{rel}]->(b:{dst}) "
-        f"RETURN a.uid AS src, b.uid AS dst, {cols}"
-    )
-
-
-def _chunks(uids: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(uids), READ_CHUNK):
-        yield uids[start : start + READ_CHUNK]
+# ---- the layout rows are merged in ---------------------------------------------------------
 
 
 def _edge_groups() -> Iterator[EdgeGroup]:
@@ -147,51 +139,252 @@ def _edge_groups() -> Iterator[EdgeGroup]:
             yield rel, src, dst
 
 
-def _edge_identity(rel: RelKind, row: dict[str, Any]) -> tuple[Any, ...]:
-    return (row["src"], row["dst"], *(row.get(k) for k in REL_SPECS[rel].key))
+def _props(group: Group) -> dict[str, PropType]:
+    return NODE_PROPS[group] if isinstance(group, NodeKind) else REL_SPECS[group[0]].props
+
+
+def _ends(group: Group) -> list[str]:
+    """The columns naming a row's nodes: a node's uid, or an edge's endpoints."""
+    return ["uid"] if isinstance(group, NodeKind) else ["src", "dst"]
+
+
+def _identity(group: Group) -> list[str]:
+    return _ends(group) + ([] if isinstance(group, NodeKind) else list(REL_SPECS[group[0]].key))
+
+
+def _describe(group: Group) -> str:
+    return f"{group} nodes" if isinstance(group, NodeKind) else "{} edges ({}->{})".format(*group)
+
+
+def _normalized(group: Group, table: pa.Table, nulls_unset: bool, where: str) -> pa.Table:
+    """`table` in the group's layout: the ends, every property typed (null where `table` lacks
+    it), and per property `__set__<p>`, whether the row sets it. A part sets every column it has
+    (a null unsets); a store row sets what is not null."""
+    n, props = table.num_rows, _props(group)
+    unknown = sorted(set(table.column_names) - set(props) - set(_ends(group)))
+    missing = [c for c in _ends(group) if c not in table.column_names]
+    if unknown or missing:
+        raise ImportFilesError(
+            f"{where}: {_describe(group)} with unknown columns {unknown} or without "
+            f"{missing}; allowed: {sorted(props)}"
+        )
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    flags: dict[str, pa.Array | pa.ChunkedArray] = {}
+    try:
+        for end in _ends(group):
+            columns[end] = table[end].cast(_UID)
+        for p, ptype in props.items():
+            if p not in table.column_names:
+                columns[p], flags[_SET + p] = pa.nulls(n, _ARROW[ptype]), pa.repeat(False, n)
+                continue
+            columns[p] = table[p].cast(_ARROW[ptype])
+            flags[_SET + p] = pc.is_valid(columns[p]) if nulls_unset else pa.repeat(True, n)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+        raise ImportFilesError(
+            f"{where}: a column of {_describe(group)} does not hold the schema's type ({e})"
+        ) from e
+    return pa.table({**columns, **flags})
+
+
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """Equal values (nulls too) as equal integers."""
+    encoded = pc.dictionary_encode(column.combine_chunks(), null_encoding="encode")
+    return encoded.indices.to_numpy()
+
+
+def _merged(group: Group, tables: list[pa.Table]) -> pa.Table:
+    """One row per identity, each property from the last row that sets it (module doc): rows
+    sorted by identity (stably, so in the order added), then per property and identity the
+    largest position among the rows setting it."""
+    table = pa.concat_tables(tables)
+    names = _ends(group) + list(_props(group))
+    codes = [_codes(table[k]) for k in _identity(group)]
+    order = np.lexsort(codes[::-1])
+    new = np.zeros(table.num_rows, dtype=bool)
+    new[0] = True
+    for code in codes:
+        ordered = code[order]
+        new[1:] |= ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(new)
+    if len(starts) == table.num_rows:
+        return table.select(names)  # each identity once: an unset property is null already
+    columns = {end: table[end].take(pa.array(order[starts])) for end in _ends(group)}
+    for p in _props(group):
+        setters = np.where(table[_SET + p].to_numpy()[order], order, -1)
+        last = np.maximum.reduceat(setters, starts)
+        columns[p] = table[p].take(pa.array(last, mask=last < 0))
+    return pa.table(columns)
+
+
+# ---- spilling: hash-partitioned Parquet buckets, one bucket in memory at a time ------------
+
+
+def _bucket_of(uids: pa.ChunkedArray, buckets: int) -> np.ndarray:
+    """Each row's bucket, from its uid's hash (Python's: stable within this process)."""
+    hashes = np.fromiter(map(hash, uids.to_pylist()), dtype=np.int64, count=len(uids))
+    return hashes % buckets
+
+
+@dataclass
+class _Spill:
+    """Normalized rows by group, in the order added. With more than one bucket they are
+    partitioned by the hash of their first end (so every row of one identity lands in one
+    bucket, in order) into Parquet files, about READ_ROWS rows of a group at a time."""
+
+    folder: Path
+    buckets: int
+    pending: dict[Group, list[pa.Table]] = field(default_factory=dict)
+    files: int = 0
+
+    def add(self, group: Group, table: pa.Table) -> None:
+        if table.num_rows:
+            self.pending.setdefault(group, []).append(table)
+            if self.buckets > 1 and sum(t.num_rows for t in self.pending[group]) >= READ_ROWS:
+                self._flush(group)
+
+    def _dir(self, group: Group, bucket: int) -> Path:
+        name = group if isinstance(group, NodeKind) else "-".join(group)
+        return self.folder / name / f"{bucket:05d}"
+
+    def _flush(self, group: Group) -> None:
+        tables = self.pending.pop(group, [])
+        if not tables:
+            return
+        table = pa.concat_tables(tables)
+        bucket = _bucket_of(table[_ends(group)[0]], self.buckets)
+        counts = np.bincount(bucket, minlength=self.buckets).tolist()
+        table = table.take(pa.array(np.argsort(bucket, kind="stable")))
+        self.files += 1
+        start = 0
+        for i, count in enumerate(counts):
+            if count:
+                self._dir(group, i).mkdir(parents=True, exist_ok=True)
+                path = self._dir(group, i) / f"{self.files:08d}.parquet"
+                pq.write_table(table.slice(start, count), path, compression="none")
+                start += count
+
+    def merged(self, group: Group) -> Iterator[pa.Table]:
+        """The group's rows merged by identity, a bucket at a time."""
+        if self.buckets == 1:
+            tables = self.pending.pop(group, [])
+            if tables:
+                yield _merged(group, tables)
+            return
+        self._flush(group)
+        for i in range(self.buckets):
+            folder = self._dir(group, i)
+            if folder.is_dir():
+                tables = [pq.read_table(path) for path in sorted(folder.glob("*.parquet"))]
+                shutil.rmtree(folder)
+                yield _merged(group, tables)
+
+
+def _buckets(rows: int) -> int:
+    return max(1, min(_MAX_BUCKETS, math.ceil(rows / BUCKET_ROWS)))
+
+
+# ---- reading: the source store a chunk at a time as Arrow, then the parts ------------------
+
+
+def _arrow_rows(result: QueryResult, group: Group) -> pa.Table:
+    """Rows a store returned (uid or src/dst, then the properties), typed as the schema says."""
+    types = {end: _UID for end in _ends(group)} | {p: _ARROW[t] for p, t in _props(group).items()}
+    columns = list(zip(*result.rows, strict=True)) if result.rows else [()] * len(result.columns)
+    try:
+        arrays = [pa.array(c, type=types[n]) for n, c in zip(result.columns, columns, strict=True)]
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise ImportFilesError(
+            f"{_describe(group)}: a value does not have its schema type ({e})"
+        ) from e
+    return pa.table(arrays, names=result.columns)
+
+
+def _chunks(uids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(uids), READ_CHUNK):
+        yield uids[start : start + READ_CHUNK]
+
+
+def _cypher_tables(store: CatalogStore) -> Iterator[tuple[Group, pa.Table]]:
+    """Any store: the nodes of READ_CHUNK uids at a time, then the edges leaving them."""
+    uids = {
+        k: [str(r[0]) for r in store.run_cypher(statements.node_uids(k)).rows] for k in NodeKind
+    }
+    for kind in NodeKind:
+        for chunk in _chunks(uids[kind]):
+            result = store.run_cypher(statements.read_nodes_in(kind), {"uids": chunk})
+            yield kind, _arrow_rows(result, kind)
+    for group in _edge_groups():
+        for chunk in _chunks(uids[group[1]]):
+            result = store.run_cypher(statements.read_edges_from(*group), {"uids": chunk})
+            yield group, _arrow_rows(result, group)
+
+
+def _ladybug_tables(store: LadybugStore) -> Iterator[tuple[Group, pa.Table]]:
+    """The embedded store: ranges of internal offsets holding about READ_ROWS rows each, as
+    Arrow tables straight from the engine."""
+
+    def arrow(text: str, params: dict[str, Any] | None = None) -> pa.Table:
+        try:
+            return store.conn.execute(text, params or {}).get_as_arrow(-1)  # type: ignore[union-attr]
+        except RuntimeError as e:
+            raise QueryError(f"reading the embedded store failed: {e}") from e
+
+    ends = {k: int(arrow(statements.node_offset_end(k))["n"][0].as_py() or 0) for k in NodeKind}
+    for kind in NodeKind:
+        for lo in range(0, ends[kind], READ_ROWS):
+            yield kind, arrow(statements.read_nodes_between(kind), {"lo": lo, "hi": lo + READ_ROWS})
+    edges = {r: int(arrow(statements.count_rels(r))["n"][0].as_py() or 0) for r in RelKind}
+    for group in _edge_groups():
+        rel, src, dst = group
+        step = max(1, READ_ROWS * ends[src] // max(1, edges[rel]))
+        for lo in range(0, ends[src] if edges[rel] else 0, step):
+            text = statements.read_edges_between(rel, src, dst)
+            yield group, arrow(text, {"lo": lo, "hi": lo + step})
 
 
 def _read_source(
-    store: CatalogStore,
-    nodes: _Spill[NodeKind],
-    edges: _Spill[EdgeGroup],
-    progress: Progress | None,
+    store: CatalogStore, nodes: _Spill, edges: _Spill, progress: Progress | None
 ) -> None:
-    """Every node and edge of the store (nulls left out: absent, as copy.py reads them)."""
-    uids = {kind: _uids(store, kind) for kind in NodeKind}
-    for kind in NodeKind:
-        for chunk in _chunks(uids[kind]):
-            for rec in store.run_cypher(_nodes_of(kind), {"uids": chunk}).records():
-                nodes.add(kind, (rec["uid"],), {k: v for k, v in rec.items() if v is not None})
-        if progress and uids[kind]:
-            progress(f"read {kind}", len(uids[kind]))
-    for rel, src, dst in _edge_groups():
-        n = 0
-        for chunk in _chunks(uids[src]):
-            for rec in store.run_cypher(_edges_from(rel, src, dst), {"uids": chunk}).records():
-                props = {k: v for k, v in rec.items() if v is not None}
-                edges.add((rel, src, dst), _edge_identity(rel, rec), props)
-                n += 1
-        if progress and n:
-            progress(f"read {rel} ({src}->{dst})", n)
+    """Every node and edge of the store (a null is no value, as copy.py reads them)."""
+    tables = _ladybug_tables(store) if isinstance(store, LadybugStore) else _cypher_tables(store)
+    read: dict[Group, int] = {}
+    for group, table in tables:
+        spill = nodes if isinstance(group, NodeKind) else edges
+        spill.add(group, _normalized(group, table, True, "the store"))
+        read[group] = read.get(group, 0) + table.num_rows
+        if progress and table.num_rows:
+            progress(f"read {_describe(group)}", read[group])
 
 
-def _read_parts(
-    folder: Path, nodes: _Spill[NodeKind], edges: _Spill[EdgeGroup], progress: Progress | None
-) -> None:
+def _read_part(path: Path) -> tuple[Group, pa.Table]:
+    """One part as it was written (iter_parts checked its name)."""
+    what, kind = path.stem.split("-")[-2:]
+    try:
+        table = pq.read_table(path)
+        if what == "nodes":
+            return NodeKind(kind), table
+        meta = table.schema.metadata or {}
+        group = (
+            RelKind(kind),
+            NodeKind(meta[b"src_kind"].decode()),
+            NodeKind(meta[b"dst_kind"].decode()),
+        )
+    except (OSError, pa.ArrowInvalid, KeyError, ValueError) as e:
+        raise PartsError(f"{path} is not a readable circuitcat part ({e})") from e
+    if group not in set(_edge_groups()):
+        raise PartsError(f"{path}: {_describe(group)} is not an allowed node pair")
+    names = {"__src": "src", "__dst": "dst"}
+    return group, table.rename_columns([names.get(c, c) for c in table.column_names])
+
+
+def _read_parts(folder: Path, nodes: _Spill, edges: _Spill, progress: Progress | None) -> None:
     """Every part, in load order; a column a part sets to null stays null (it unsets)."""
     for path in iter_parts(folder):
-        batch = read_part(path)
-        if isinstance(batch, NodeBatch):
-            for row in batch.rows():
-                nodes.add(batch.kind, (row["uid"],), row)
-        else:
-            group = (batch.kind, batch.src_kind, batch.dst_kind)
-            for rows in batch.chunks(_FLUSH_ROWS):
-                for row in rows:
-                    edges.add(group, _edge_identity(batch.kind, row), row)
+        group, table = _read_part(path)
+        spill = nodes if isinstance(group, NodeKind) else edges
+        spill.add(group, _normalized(group, table, False, str(path)))
         if progress:
-            progress(f"read part {path.name}", len(batch))
+            progress(f"read part {path.name}", table.num_rows)
 
 
 def _estimate(store: CatalogStore | None, parts: Path | None) -> tuple[int, int]:
@@ -212,176 +405,134 @@ def _estimate(store: CatalogStore | None, parts: Path | None) -> tuple[int, int]
     return n_nodes, n_edges
 
 
-# ---- merging: hash-partitioned bucket files, one bucket in memory at a time ----------------
-
-
-@dataclass
-class _Spill(Generic[G]):
-    """Rows by (group, identity), partitioned into bucket files so that every row of one
-    identity lands in one bucket, in the order it was added."""
-
-    folder: Path
-    buckets: int
-    pending: list[list[tuple[G, tuple[Any, ...], dict[str, Any]]]] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.pending = [[] for _ in range(self.buckets)]
-
-    def add(self, group: G, identity: tuple[Any, ...], props: dict[str, Any]) -> None:
-        i = hash((group, identity)) % self.buckets
-        self.pending[i].append((group, identity, props))
-        if len(self.pending[i]) >= _FLUSH_ROWS:
-            self._flush(i)
-
-    def _flush(self, i: int) -> None:
-        if self.pending[i]:
-            with (self.folder / f"{i:05d}.pickle").open("ab") as f:
-                pickle.dump(self.pending[i], f, protocol=pickle.HIGHEST_PROTOCOL)
-            self.pending[i] = []
-
-    def merged(self) -> Iterator[tuple[G, dict[str, Any]]]:
-        """Each (group, merged properties) once: later rows override, bucket by bucket."""
-        for i in range(self.buckets):
-            self._flush(i)
-            path = self.folder / f"{i:05d}.pickle"
-            if not path.exists():
-                continue
-            rows: dict[tuple[G, tuple[Any, ...]], dict[str, Any]] = {}
-            with path.open("rb") as f:
-                for group, identity, props in _pickles(f):
-                    seen = rows.get((group, identity))
-                    if seen is None:
-                        rows[(group, identity)] = props
-                    else:
-                        seen.update(props)
-            path.unlink()
-            for (group, _), props in rows.items():
-                yield group, props
-
-
-def _pickles(f: IO[bytes]) -> Iterator[tuple[Any, tuple[Any, ...], dict[str, Any]]]:
-    while True:
-        try:
-            chunk = pickle.load(f)  # our own file, written above
-        except EOFError:
-            return
-        yield from chunk
-
-
-def _buckets(rows: int) -> int:
-    return max(1, min(_MAX_BUCKETS, math.ceil(rows / BUCKET_ROWS)))
-
-
 # ---- writing: typed CSV --------------------------------------------------------------------
 
 
-def _string(value: Any) -> str:
-    return '"' + str(value).replace('"', '""') + '"'
+def _cells(group: Group, table: pa.Table) -> tuple[pa.Table, bool]:
+    """Merged rows as the importer reads them: lists joined by U+001F (which no element may
+    hold); and whether some string holds a newline."""
+    props = _props(group)
+    columns = []
+    for name in table.column_names:
+        column, ptype = table[name], props.get(name, PropType.STRING)
+        if ptype is PropType.STRING_LIST:
+            _check_delimiter(group, table, name)
+        if ptype in (PropType.STRING_LIST, PropType.INT_LIST, PropType.FLOAT_LIST):
+            column = pc.binary_join(column.cast(pa.list_(_UID)), pa.scalar(ARRAY_DELIMITER, _UID))
+        columns.append(column)
+    multiline = any(_has_newline(c) for c in columns if pa.types.is_large_string(c.type))
+    return pa.table(columns, names=table.column_names), multiline
 
 
-def _cell(value: Any, ptype: PropType, where: str) -> str:
-    if value is None:
-        return ""
-    if ptype is PropType.STRING:
-        return _string(value)
-    if ptype is PropType.INT:
-        return str(int(value))
-    if ptype is PropType.FLOAT:
-        return repr(float(value))
-    if ptype is PropType.STRING_LIST:
-        items = [str(v) for v in value]
-        if any(ARRAY_DELIMITER in v for v in items):
-            raise ImportFilesError(
-                f"{where}: a list element holds U+001F, the importer's array delimiter; remove "
-                "that control character from the catalog, or load it with `store copy`"
-            )
-        return _string(ARRAY_DELIMITER.join(items))
-    if ptype is PropType.INT_LIST:
-        return ARRAY_DELIMITER.join(str(int(v)) for v in value)
-    return ARRAY_DELIMITER.join(repr(float(v)) for v in value)
+def _has_newline(column: pa.ChunkedArray) -> bool:
+    """Whether a string holds \\n or \\r: a scan of the bytes the strings span (no per-string
+    work; a large_string chunk's buffers are validity, int64 offsets, then the bytes)."""
+    for chunk in column.chunks:
+        _, offsets, data = chunk.buffers()
+        if not len(chunk) or data is None:
+            continue
+        span = np.frombuffer(offsets, dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
+        text = np.frombuffer(data, dtype=np.uint8)[span[0] : span[-1]]
+        if (text == ord("\n")).any() or (text == ord("\r")).any():
+            return True
+    return False
+
+
+def _check_delimiter(group: Group, table: pa.Table, name: str) -> None:
+    lists = table[name].combine_chunks()
+    hits = pc.match_substring(pc.list_flatten(lists), ARRAY_DELIMITER)
+    if pc.any(hits).as_py():
+        row = pc.list_parent_indices(lists)[pc.index(hits, True).as_py()].as_py()
+        first = table[_ends(group)[0]][row].as_py()
+        raise ImportFilesError(
+            f"{_describe(group)}: {first!r} has a {name} element holding U+001F, the importer's "
+            "array delimiter; remove that control character from the catalog, or load it with "
+            "`store copy`"
+        )
 
 
 @dataclass
 class _Csv:
-    """One output file: its header on open, rows as typed cells."""
+    """One output file: its header on open, then merged rows."""
 
     kind: str
     path: Path
     header: list[str]
-    columns: list[tuple[str, PropType]]
-    file: IO[str] = field(init=False)
+    stream: pa.NativeFile = field(init=False)
     rows: int = 0
     multiline: bool = False
 
     def __post_init__(self) -> None:
-        self.file = self.path.open("w", encoding="utf-8", newline="")
-        self.file.write(",".join(self.header) + "\n")
+        self.stream = pa.OSFile(str(self.path), "wb")
+        self.stream.write((",".join(self.header) + "\n").encode())
 
-    def write(self, lead: list[str], props: dict[str, Any]) -> None:
-        where = f"{self.kind} {lead[0]}"
-        cells = lead + [_cell(props.get(p), t, where) for p, t in self.columns]
-        line = ",".join(cells)
-        if "\n" in line or "\r" in line:
-            self.multiline = True
-        self.file.write(line + "\n")
-        self.rows += 1
+    def write(self, group: Group, table: pa.Table) -> None:
+        cells, multiline = _cells(group, table)
+        pa_csv.write_csv(cells, self.stream, _CSV)
+        self.rows += table.num_rows
+        self.multiline = self.multiline or multiline
 
     def close(self) -> ImportFile:
-        self.file.close()
+        self.stream.close()
         return ImportFile(self.kind, self.path, self.rows, self.multiline)
 
 
-def _typed(props: dict[str, PropType], skip: tuple[str, ...] = ()) -> list[tuple[str, PropType]]:
-    return [(p, t) for p, t in props.items() if p not in skip]
-
-
-def _header(columns: list[tuple[str, PropType]]) -> list[str]:
-    return [f"{p}:{_ADMIN_TYPES[t]}" for p, t in columns]
+def _header(props: dict[str, PropType]) -> list[str]:
+    return [f"{p}:{_ADMIN_TYPES[t]}" for p, t in props.items()]
 
 
 def _write_nodes(
-    out: Path, spill: _Spill[NodeKind], progress: Progress | None
-) -> tuple[list[ImportFile], dict[NodeKind, set[str]]]:
-    files: dict[NodeKind, _Csv] = {}
-    uids: dict[NodeKind, set[str]] = {kind: set() for kind in NodeKind}
-    for kind, props in spill.merged():
-        if kind not in files:
-            columns = _typed(NODE_PROPS[kind])
-            header = [f"uid:ID({kind})", *_header(columns)]
-            files[kind] = _Csv(kind.value, out / f"nodes-{kind}.csv", header, columns)
-        uid = str(props["uid"])
-        uids[kind].add(uid)
-        files[kind].write([_string(uid)], props)
-    written = [files[k].close() for k in NodeKind if k in files]
+    out: Path, spill: _Spill, progress: Progress | None
+) -> tuple[list[ImportFile], dict[NodeKind, pa.Array]]:
+    written, uids = [], {}
+    for kind in NodeKind:
+        csv, kept = None, []
+        for table in spill.merged(kind):
+            if csv is None:
+                header = [f"uid:ID({kind})", *_header(NODE_PROPS[kind])]
+                csv = _Csv(kind.value, out / f"nodes-{kind}.csv", header)
+            csv.write(kind, table)
+            kept.extend(table["uid"].chunks)
+        uids[kind] = pa.concat_arrays(kept) if kept else pa.array([], _UID)
+        if csv is not None:
+            written.append(csv.close())
     if progress:
         progress("wrote nodes", sum(f.rows for f in written))
     return written, uids
 
 
+def _check_ends(group: EdgeGroup, table: pa.Table, uids: dict[NodeKind, pa.Array]) -> None:
+    """Every edge's endpoints are among the nodes (the online writer insists too)."""
+    rel, src, dst = group
+    for role, kind, column in (("source", src, "src"), ("target", dst, "dst")):
+        missing = pc.invert(pc.is_in(table[column], value_set=uids[kind]))
+        if pc.any(missing).as_py():
+            i = pc.index(missing, True).as_py()
+            a, b, uid = table["src"][i].as_py(), table["dst"][i].as_py(), table[column][i].as_py()
+            raise ImportFilesError(
+                f"{rel} edge {a} -> {b}: its {role} {kind} node {uid!r} is in neither the "
+                "store nor the parts; pass the store or parts that hold the nodes too"
+            )
+
+
 def _write_edges(
-    out: Path, spill: _Spill[EdgeGroup], uids: dict[NodeKind, set[str]], progress: Progress | None
+    out: Path, spill: _Spill, uids: dict[NodeKind, pa.Array], progress: Progress | None
 ) -> list[ImportFile]:
-    files: dict[EdgeGroup, _Csv] = {}
-    try:
-        for (rel, src, dst), props in spill.merged():
-            for role, kind, uid in (("source", src, props["src"]), ("target", dst, props["dst"])):
-                if uid not in uids[kind]:
-                    raise ImportFilesError(
-                        f"{rel} edge {props['src']} -> {props['dst']}: its {role} {kind} node "
-                        f"{uid!r} is in neither the store nor the parts; pass the store or parts "
-                        "that hold the nodes too"
-                    )
-            if (rel, src, dst) not in files:
-                columns = _typed(REL_SPECS[rel].props)
-                header = [f":START_ID({src})", f":END_ID({dst})", *_header(columns)]
-                path = out / f"edges-{rel}-{src}-{dst}.csv"
-                files[(rel, src, dst)] = _Csv(rel.value, path, header, columns)
-            files[(rel, src, dst)].write([_string(props["src"]), _string(props["dst"])], props)
-    finally:
-        for csv in files.values():
-            csv.file.close()
-    written = [files[g].close() for g in _edge_groups() if g in files]
+    written = []
+    for group in _edge_groups():
+        rel, src, dst = group
+        csv = None
+        try:
+            for table in spill.merged(group):
+                _check_ends(group, table, uids)
+                if csv is None:
+                    ends = [f":START_ID({src})", f":END_ID({dst})"]
+                    header = [*ends, *_header(REL_SPECS[rel].props)]
+                    csv = _Csv(rel.value, out / f"edges-{rel}-{src}-{dst}.csv", header)
+                csv.write(group, table)
+        finally:
+            if csv is not None:
+                written.append(csv.close())
     if progress:
         progress("wrote edges", sum(f.rows for f in written))
     return written
@@ -416,9 +567,10 @@ def write_import_files(
             "is imported by mistake"
         )
     n_nodes, n_edges = _estimate(source, parts)
+    out.mkdir(parents=True, exist_ok=True)
     spill_dir = out / ".merge"
-    nodes = _Spill[NodeKind](spill_dir / "nodes", _buckets(n_nodes))
-    edges = _Spill[EdgeGroup](spill_dir / "edges", _buckets(n_edges))
+    nodes = _Spill(spill_dir / "nodes", _buckets(n_nodes))
+    edges = _Spill(spill_dir / "edges", _buckets(n_edges))
     try:
         if source is not None:
             _read_source(source, nodes, edges, progress)

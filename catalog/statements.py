@@ -146,3 +146,49 @@ def read_edges(kind: RelKind, src: NodeKind, dst: NodeKind) -> str:
     """Every edge of a kind between one node pair, with all its properties."""
     cols = ", ".join(f"r.{quote(p)} AS {quote(p)}" for p in REL_SPECS[kind].props)
     return f"MATCH (a:{src})-[r:{kind}]->(b:{dst}) RETURN a.uid AS src, b.uid AS dst, {cols}"
+
+
+# ---- reads for `store import-files` (neo4j_import.py): a whole catalog, a chunk at a time ----
+
+
+def node_uids(kind: NodeKind) -> str:
+    """The uid of every node of a kind."""
+    return f"MATCH (n:{kind}) RETURN n.uid AS uid"
+
+
+def read_nodes_in(kind: NodeKind) -> str:
+    """read_nodes for the nodes in $uids."""
+    cols = ", ".join(f"n.{quote(p)} AS {quote(p)}" for p in NODE_PROPS[kind])
+    return f"UNWIND $uids AS u MATCH (n:{kind} {{uid: u}}) RETURN n.uid AS uid, {cols}"
+
+
+def read_edges_from(kind: RelKind, src: NodeKind, dst: NodeKind) -> str:
+    """read_edges for the edges leaving the nodes in $uids."""
+    cols = ", ".join(f"r.{quote(p)} AS {quote(p)}" for p in REL_SPECS[kind].props)
+    return (
+        f"UNWIND $uids AS u MATCH (a:{src} {{uid: u}})-[r:{kind}]->(b:{dst}) "
+        f"RETURN a.uid AS src, b.uid AS dst, {cols}"
+    )
+
+
+def node_offset_end(kind: NodeKind) -> str:
+    """Ladybug only: one past the largest internal offset of a kind's nodes (null when none)."""
+    return f"MATCH (n:{kind}) RETURN max(offset(id(n))) + 1 AS n"
+
+
+def read_nodes_between(kind: NodeKind) -> str:
+    """Ladybug only: read_nodes for the nodes at internal offsets $lo <= offset < $hi."""
+    cols = ", ".join(f"n.{quote(p)} AS {quote(p)}" for p in NODE_PROPS[kind])
+    return (
+        f"MATCH (n:{kind}) WHERE offset(id(n)) >= $lo AND offset(id(n)) < $hi "
+        f"RETURN n.uid AS uid, {cols}"
+    )
+
+
+def read_edges_between(kind: RelKind, src: NodeKind, dst: NodeKind) -> str:
+    """Ladybug only: read_edges for the edges leaving the nodes at offsets $lo <= offset < $hi."""
+    cols = ", ".join(f"r.{quote(p)} AS {quote(p)}" for p in REL_SPECS[kind].props)
+    return (
+        f"MATCH (a:{src})-[r:{kind}]->(b:{dst}) WHERE offset(id(a)) >= $lo AND "
+        f"offset(id(a)) < $hi RETURN a.uid AS src, b.uid AS dst, {cols}"
+    )

@@ -4,6 +4,7 @@ every node, edge and property, strings with quotes, commas and newlines, lists, 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import secrets
@@ -14,15 +15,23 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from circuitcat.catalog import CatalogStore, EdgeBatch, NodeBatch, NodeKind, RelKind, open_store
+from circuitcat.catalog import (
+    CatalogStore,
+    EdgeBatch,
+    NodeBatch,
+    NodeKind,
+    RelKind,
+    neo4j_import,
+    open_store,
+)
 from circuitcat.catalog import schema as sc
 from circuitcat.catalog.copy import copy_catalog
-from circuitcat.catalog.neo4j_import import ImportFilesError, write_import_files
+from circuitcat.catalog.neo4j_import import ImportFiles, ImportFilesError, write_import_files
 from circuitcat.catalog.parts import PartsWriter, Shard, load_parts
 from circuitcat.cli.main import app
 
 from . import catalog_data as data
-from .neo4j_server import LAUNCHER, LAUNCHER_STOP_TIMEOUT_S, REPO_ROOT
+from .neo4j_server import LAUNCHER, LAUNCHER_STOP_TIMEOUT_S, REPO_ROOT, Neo4jServer
 
 LIB = REPO_ROOT / "docker" / "neo4j-local" / "target" / "lib"
 LAUNCHER_CLASS = LIB.parent / "classes" / "circuitcat" / "Neo4jLauncher.class"
@@ -194,15 +203,64 @@ def test_merges_as_loading_would(tmp_path: Path) -> None:
         ":START_ID(Feature),:END_ID(Feature),w:double,w_raw:double,rank:long,via:string,run:string"
     )
     stored = [r for r in rows if r.startswith(f'"{F0[0]}","{F1[0]}",')]
-    assert len(stored) == 1 and stored[0].startswith(f'"{F0[0]}","{F1[0]}",9.0,')
+    # Floats in their shortest exact form: 9.0 is `9`.
+    assert len(stored) == 1 and stored[0].startswith(f'"{F0[0]}","{F1[0]}",9,')
     assert stored[0].split(",")[4] == "1"  # rank from the part; w_raw (index 3) kept
     assert float(stored[0].split(",")[3]) != 0
     assert sum(r.startswith(f'"{F1[1]}","{NEW}",') for r in rows) == 2  # two `via`s
     assert f'"{F1[1]}","{NEW}",0.25,,2,"resid",' in lines  # shard 1 overrides w, keeps rank
     nodes = (tmp_path / "import" / "nodes-Feature.csv").read_text()
-    assert "0.0\x1f1e-17" in nodes and f'"{NEW}","{data.SET.uid}",2,99,0.5,' in nodes
+    assert '"0\x1f1e-17"' in nodes and f'"{NEW}","{data.SET.uid}",2,99,0.5,' in nodes
     assert [f.kind for f in files.nodes][:2] == ["Model", "TranscoderSet"]
     assert files.relationships[0].kind == "VIRTUAL_WEIGHT" and len(files.relationships) == 15
+
+
+def _records(files: ImportFiles) -> dict[str, tuple[int, bool, list[list[str]]]]:
+    """Each CSV's rows, multiline flag and parsed records, sorted: row order is free."""
+    out = {}
+    for f in files.nodes + files.relationships:
+        with f.path.open(newline="", encoding="utf-8") as text:
+            out[f.path.name] = (f.rows, f.multiline, sorted(csv.reader(text)))
+    return out
+
+
+def test_buckets_on_disk_merge_as_memory_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past BUCKET_ROWS, rows go through hash-partitioned Parquet buckets (and the store is read
+    READ_ROWS rows at a time): the same files come out, and the buckets are gone."""
+    parts = tmp_path / "parts"
+    with open_store(str(tmp_path / "source")) as source:
+        data.write_all(source)
+        _edit_source(source)
+        _write_parts(parts)
+        in_memory = write_import_files(tmp_path / "memory", source, parts)
+        monkeypatch.setattr(neo4j_import, "BUCKET_ROWS", 4)
+        monkeypatch.setattr(neo4j_import, "READ_ROWS", 3)
+        spilled = write_import_files(tmp_path / "spilled", source, parts)
+    assert _records(spilled) == _records(in_memory)
+    assert not (tmp_path / "spilled" / ".merge").exists()
+
+
+def test_a_neo4j_source_gives_the_same_files(
+    tmp_path: Path, clean_neo4j: Neo4jServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Neo4j store is read by chunks of uids through Cypher, the embedded one by offset
+    ranges as Arrow: the same catalog gives the same files."""
+    monkeypatch.setattr(neo4j_import, "READ_CHUNK", 5)
+    parts = tmp_path / "parts"
+    _write_parts(parts)
+    server = clean_neo4j
+    with (
+        open_store(str(tmp_path / "source")) as embedded,
+        open_store(server.uri, user=server.user, password=server.password) as neo4j,
+    ):
+        data.write_all(embedded)
+        _edit_source(embedded)
+        copy_catalog(embedded, neo4j)
+        expected = write_import_files(tmp_path / "embedded", embedded, parts)
+        got = write_import_files(tmp_path / "neo4j", neo4j, parts)
+    assert _records(got) == _records(expected)
 
 
 def test_errors_name_the_fix(tmp_path: Path) -> None:
