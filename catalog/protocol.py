@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, runtime_checkable
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from platformdirs import user_data_dir
@@ -47,6 +47,7 @@ class StoreInfo:
     runs: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
+@runtime_checkable
 class CatalogStore(Protocol):
     """What every store does. Writes are idempotent: re-writing a batch adds nothing."""
 

@@ -11,7 +11,9 @@ own top-k, so a running [rows, k] list updated route by route ends equal to the 
 full, never materialised, [rows, all sources x routes] matrix.
 
 Dimension names: rows (targets), c (candidate columns), k (kept per row), n_src, d, t (a block
-of targets); see weights.py for the rest.
+of targets); see weights.py for the rest. A leading underscore (`_d`) documents a dimension that
+jaxtyping leaves unchecked because the function checks it itself, with an IngestError that says
+which inputs do not fit (what a user sees: the shape checks run under pytest only).
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ def _check_k(k: int, n: int) -> int:
 
 
 def _top_set(
-    key: Float[Tensor, "r c"], k: int, largest: bool, ids: Int64[Tensor, "r c"] | None = None
-) -> Int64[Tensor, "r k"]:
+    key: Float[Tensor, "rows c"], k: int, largest: bool, ids: Int64[Tensor, "rows c"] | None = None
+) -> Int64[Tensor, "rows k"]:
     """Columns of the k best entries of each row (any order); ties go to the lower id
     (`ids`, or the column itself when None)."""
     n_rows, n = key.shape
@@ -89,8 +91,8 @@ def _top_set(
 
 
 def _lex_first(
-    key: Float[Tensor, "r c"], idx: Int64[Tensor, "r c"], k: int, descending: bool
-) -> Int64[Tensor, "r k"]:
+    key: Float[Tensor, "rows c"], idx: Int64[Tensor, "rows c"], k: int, descending: bool
+) -> Int64[Tensor, "rows k"]:
     """Positions of the first k entries per row ordered by key, then by ascending idx."""
     by_idx = torch.argsort(idx, dim=1)
     by_key = torch.sort(key.gather(1, by_idx), dim=1, descending=descending, stable=True).indices
@@ -144,8 +146,8 @@ def _topk_target_block(
 
 @torch.no_grad()
 def topk_virtual_weights(
-    W_dec_src: Float[Tensor, "n_src d"],
-    W_enc_dst: Float[Tensor, "d n_dst"],
+    W_dec_src: Float[Tensor, "n_src _d"],
+    W_enc_dst: Float[Tensor, "_d n_dst"],
     k: int,
     block_size: int = SRC_BLOCK,
     target_block_size: int = DST_BLOCK,
@@ -184,6 +186,18 @@ def topk_virtual_weights(
 NO_SOURCE = torch.iinfo(torch.int64).max  # id of an empty slot: loses every tie
 
 
+@dataclass(frozen=True)
+class MergedTopK:
+    """A merged budget flattened to one row per kept entry (CPU tensors)."""
+
+    row: Int64[Tensor, " n"]
+    route: Int64[Tensor, " n"]
+    src: Int64[Tensor, " n"]
+    w: Float[Tensor, " n"]
+    w_raw: Float[Tensor, " n"]
+    rank: Int64[Tensor, " n"]
+
+
 class RunningTopK:
     """Per target row, the k entries with the largest |w| seen so far over any number of routes.
 
@@ -202,10 +216,10 @@ class RunningTopK:
 
     def add(
         self,
-        rows: Int64[Tensor, " r"] | None,
-        route: int | Int64[Tensor, "r c"],
-        idx: Int64[Tensor, "r c"],
-        w_raw: Float[Tensor, "r c"],
+        rows: Int64[Tensor, " rows"] | None,
+        route: int | Int64[Tensor, "rows c"],
+        idx: Int64[Tensor, "rows c"],
+        w_raw: Float[Tensor, "rows c"],
         factor: float = 1.0,
     ) -> None:
         """Merge candidates (source `idx` on route code `route`, weight `w_raw` x `factor`)
@@ -234,15 +248,3 @@ class RunningTopK:
         ids = ids[keep]
         route, src = ids // self.n_src, ids % self.n_src
         return MergedTopK(rows[keep], route, src, w[keep], w_raw[keep], rank[keep])
-
-
-@dataclass(frozen=True)
-class MergedTopK:
-    """A merged budget flattened to one row per kept entry (CPU tensors)."""
-
-    row: Int64[Tensor, " n"]
-    route: Int64[Tensor, " n"]
-    src: Int64[Tensor, " n"]
-    w: Float[Tensor, " n"]
-    w_raw: Float[Tensor, " n"]
-    rank: Int64[Tensor, " n"]

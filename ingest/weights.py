@@ -9,9 +9,9 @@ Dimension names (beyond those in ingest/transcoders/transcoder.py):
     n_dst       targets: features of a later layer (columns of W_enc)
     d           the inner width of one product: d_model, or d_head through one head
     k           sources kept per target
-    n_layers, n_heads, d_head   attention shapes as in HookedTransformer:
-                `model.W_V` [n_layers, n_heads, d_model, d_head],
-                `model.W_O` [n_layers, n_heads, d_head, d_model]
+    rows        targets of a per-target top-k being flattened into edges
+    n           edges of a WeightEdges; heads kept per target (top_heads_per_feature)
+    m           the targets that kept one head
 
 Ranking: sources are ranked per target by |w| (both signs kept); among exactly equal |w| the
 lower source index comes first. Because that order is total, the result is the same for every
@@ -170,7 +170,7 @@ def _check_heads(W_V: Tensor, W_O: Tensor, W_enc: Tensor, max_layer: int) -> Non
 def top_heads_per_feature(
     W_V: Float[Tensor, "n_layers n_heads d_model d_head"],
     W_O: Float[Tensor, "n_layers n_heads d_head d_model"],
-    W_enc: Float[Tensor, "d_model n_dst"],
+    W_enc: Float[Tensor, "_d_model n_dst"],  # _check_heads says when it does not fit the model
     n: int,
     max_layer: int,
     attn_scales: Mapping[int, float] | None = None,

@@ -1,6 +1,7 @@
 """The transcoder: a sparse, wide replacement for one MLP layer, of every kind in use.
 
-Dimension names used across ingest/:
+Dimension names used across ingest/ (jaxtyping + beartype check them under pytest, for the
+modules listed in pyproject.toml's addopts):
     batch       prompts in a batch
     pos         token positions
     d_model     residual stream width
@@ -9,6 +10,15 @@ Dimension names used across ingest/:
     d_transcoder  number of transcoder features
     d_vocab     vocabulary size
     n_after     later layers a cross-layer feature also writes to
+    n_layers, n_heads, d_head   attention shapes as in HookedTransformer: `model.W_V` is
+                [n_layers, n_heads, d_model, d_head], `model.W_O` [n_layers, n_heads, d_head,
+                d_model]
+    k           entries kept per row by a top-k
+    n           the length of one flat list (edges, tokens, kept heads), local to a signature
+    n_tokens    a token stream (corpus.py); n_prompts: a task's prompts (evaluate.py)
+A module names its own dimensions in its docstring (weights.py, topk.py, feature_stats.py,
+attribution/frozen.py). A leading underscore (`_d`) documents a dimension that jaxtyping leaves
+unchecked because the function checks it itself with a clearer IngestError (topk.py).
 
 One `Transcoder` per layer l, its kind set by `TranscoderConfig`:
 
