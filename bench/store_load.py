@@ -570,6 +570,7 @@ def neo4j_import(data: Data, folder: Path) -> str:
     nodes_csv, edges_csv = _import_csvs(data, folder)
     cmd = [java, "-Xmx1g", "-cp", f"{NEO4J_LIB}/*", "org.neo4j.cli.AdminTool"]
     cmd += ["database", "import", "full", "neo4j", "--overwrite-destination"]
+    cmd += [f"--report-file={folder / 'import.report'}"]
     cmd += [f"--nodes={FEATURE}={nodes_csv}", f"--relationships={VW}={edges_csv}"]
     env = {**os.environ, "NEO4J_HOME": str(folder), "NEO4J_CONF": str(folder / "conf")}
     log("neo4j: offline importer (neo4j-admin database import full)")

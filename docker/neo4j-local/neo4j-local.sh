@@ -12,7 +12,8 @@
 #
 # STATE_DIR (default <repo>/.neo4j-local) holds data/ (the Neo4j home), neo4j.log, pid and uri.
 # Environment: JAVA_HOME, NEO4J_LOCAL_START_TIMEOUT (seconds, default 120),
-# NEO4J_LOCAL_PASSWORD (when set: auth on, user neo4j with this password), and
+# NEO4J_LOCAL_PASSWORD (when set: auth on, user neo4j with this password),
+# NEO4J_LOCAL_PAGECACHE_MB (page cache, default 512), and
 # NEO4J_LOCAL_OWNER_PID: when set, `start` also stops the server once that process is gone,
 # so a killed test run leaves no java behind.
 set -euo pipefail
