@@ -38,6 +38,7 @@ bench: install  ## benchmarks; results go to docs/benchmarks.md
 	$(BIN)/python -m bench.weights --write-docs
 	$(BIN)/python -m bench.api --write-docs
 	$(BIN)/python -m bench.budget --write-docs
+	$(BIN)/python -m bench.selection --write-docs
 	$(BIN)/python -m bench.scale --write-docs
 
 bench-gpt2: install  ## GPT-2-small-shaped weights job at reduced width (12 x 2048) on this CPU
