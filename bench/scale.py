@@ -184,6 +184,7 @@ class Point:
     step_base_s: float | None
     queries: dict[str, tuple[float, float]] = field(default_factory=dict)  # median, p95 ms
     note: str = ""
+    disk_mib: float | None = None  # the project's store on disk
 
 
 @dataclass
@@ -229,6 +230,10 @@ def time_queries(
     return out
 
 
+def folder_mib(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -258,6 +263,7 @@ def grow(
     curve: Curve,
     baseline: Baseline | None = None,
     base_s: float = 0.0,
+    folder: Path | None = None,
 ) -> None:
     """Nodes, the circuit (not timed), then one edge batch per target layer through the
     project's writer, each followed by the baseline's load of the same columns (if any); the
@@ -283,6 +289,7 @@ def grow(
             point = Point(shape.edges_after(layer), project_s, base_s if baseline else None,
                           int(step[0]), step[1], step[2] if baseline else None)  # fmt: skip
             point.queries = time_queries(store, shape, uids, layer, repeats)
+            point.disk_mib = folder_mib(folder) if folder else None
             curve.points.append(point)
             step = [0.0, 0.0, 0.0]
     stored = store.info().relationships.get(VW, 0)
@@ -312,7 +319,7 @@ def run_ladybug(shape: Shape, uids: np.ndarray, tmp: Path, repeats: int) -> Curv
             table = {"from": src, "to": dst, **cols}
             return timed(partial(copy, VW, table, edge_names, len(src)))
 
-        grow(store, shape, uids, repeats, curve, baseline, node_s)
+        grow(store, shape, uids, repeats, curve, baseline, node_s, tmp / "project")
     curve.peak_rss_mib = peak_rss_mib()
     return curve
 
@@ -402,7 +409,7 @@ def run_neo4j(shape: Shape, uids: np.ndarray, tmp: Path, repeats: int) -> Curve:
             if server.origin == "launcher":
                 curve.version += f", page cache {os.environ['NEO4J_LOCAL_PAGECACHE_MB']} MiB"
             curve.writers = store.settings.neo4j_writers  # type: ignore[attr-defined]
-            grow(store, shape, uids, repeats, curve)
+            grow(store, shape, uids, repeats, curve, folder=tmp / "state" / "data")
     finally:
         cleanup()
     shutil.rmtree(tmp / "state", ignore_errors=True)  # frees the disk before the importer runs
@@ -435,8 +442,8 @@ def curve_table(curve: Curve) -> list[str]:
         f"| edges stored | this step, project | this step, {base} | whole catalog, project | "
         f"whole catalog, {base} | project / {base} (goal >= {goal}) | "
         + " | ".join(f"{q} ms" for q in QUERIES)
-        + " |",
-        "|---:|---:|---:|---:|---:|---:|" + "---:|" * len(QUERIES),
+        + " | store on disk |",
+        "|---:|---:|---:|---:|---:|---:|" + "---:|" * (len(QUERIES) + 1),
     ]
     for p in curve.points:
         nodes_edges = p.edges  # the importer loads nodes too; the project's time includes them
@@ -452,6 +459,7 @@ def curve_table(curve: Curve) -> list[str]:
             f"{_r(nodes_edges, p.base_s)} ({p.base_s:.0f} s)" if p.base_s else p.note or "–",
             ratio,
             *(f"{p.queries[q][0]:.1f} / {p.queries[q][1]:.1f}" for q in QUERIES),
+            f"{p.disk_mib:,.0f} MiB" if p.disk_mib is not None else "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")

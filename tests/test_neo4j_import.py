@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,7 +30,7 @@ from circuitcat.catalog.parts import PartsWriter, Shard, load_parts
 from circuitcat.cli.main import app
 
 from . import catalog_data as data
-from .neo4j_server import LAUNCHER, LAUNCHER_STOP_TIMEOUT_S, REPO_ROOT, Neo4jServer
+from .neo4j_server import REPO_ROOT, Neo4jServer, _start_launcher
 
 LIB = REPO_ROOT / "docker" / "neo4j-local" / "target" / "lib"
 LAUNCHER_CLASS = LIB.parent / "classes" / "circuitcat" / "Neo4jLauncher.class"
@@ -157,24 +156,11 @@ def test_imported_database_equals_the_loaded_catalog(tmp_path: Path) -> None:
     state = tmp_path / "neo4j-state"
     report = _neo4j_admin(java, state / "data", files.arguments())
     assert "IMPORT DONE" in report
-    password = "test-" + secrets.token_hex(8)
-    env = {
-        **os.environ,
-        "NEO4J_LOCAL_PASSWORD": password,
-        "NEO4J_LOCAL_OWNER_PID": str(os.getpid()),
-    }
+    server, stop, reason = _start_launcher(state)  # auth on, stopped if this process dies
+    assert server is not None, reason
     try:
-        started = subprocess.run(
-            ["bash", str(LAUNCHER), "start", str(state)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=180,
-        )
-        assert started.returncode == 0, started.stderr[-3000:]
-        uri = started.stdout.strip()
         with (
-            open_store(uri, user="neo4j", password=password) as imported,  # init_schema runs
+            open_store(server.uri, user=server.user, password=server.password) as imported,
             open_store(str(tmp_path / "expected"), read_only=True) as expected,
         ):
             names = imported.run_cypher("SHOW CONSTRAINTS YIELD name RETURN name").rows
@@ -183,11 +169,7 @@ def test_imported_database_equals_the_loaded_catalog(tmp_path: Path) -> None:
         assert all(c.added == c.changed == c.removed == 0 for c in changes.values()), changes
         assert changes["Feature"].rows == 19 and changes["Prompt"].rows == 3
     finally:
-        subprocess.run(
-            ["bash", str(LAUNCHER), "stop", str(state)],
-            check=False,
-            timeout=LAUNCHER_STOP_TIMEOUT_S,
-        )
+        stop()
 
 
 def test_merges_as_loading_would(tmp_path: Path) -> None:
