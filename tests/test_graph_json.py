@@ -14,11 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from circuitcat.catalog import open_store
-from circuitcat.catalog.copy import copy_catalog
 from circuitcat.catalog.graph_json import GraphFile, cumulative_influence, prompt_graph_json
 from circuitcat.cli.main import app
-
-from .neo4j_server import Neo4jServer
 
 runner = CliRunner()
 
@@ -88,21 +85,6 @@ def test_toy_prompt_graph_is_well_formed_and_true(toy_catalog: str) -> None:
         assert n.activation == pytest.approx(real[(layer, index, pos)], rel=1e-3, abs=1e-4)
     influence = [n.influence for n in g.nodes if not n.is_target_logit]
     assert all(x is not None and 0 < x <= 1 + 1e-9 for x in influence)
-
-
-@pytest.mark.neo4j
-def test_both_stores_export_the_same_file(toy_catalog: str, clean_neo4j: Neo4jServer) -> None:
-    prompt = _first_prompt(toy_catalog)
-    embedded = _graph(toy_catalog, prompt["uid"]).model_dump(exclude={"metadata": {"info"}})
-    with (
-        open_store(toy_catalog) as lb,
-        open_store(clean_neo4j.uri, user=clean_neo4j.user, password=clean_neo4j.password) as neo,
-    ):
-        copy_catalog(lb, neo)
-        from_neo4j = prompt_graph_json(neo, prompt["uid"]).model_dump(
-            exclude={"metadata": {"info"}}
-        )
-    assert json.dumps(from_neo4j, sort_keys=True) == json.dumps(embedded, sort_keys=True)
 
 
 def test_cli_export_and_list(toy_catalog: str, tmp_path: Path) -> None:
