@@ -33,7 +33,6 @@ SRC_BLOCK = 4096
 DST_BLOCK = 4096
 # Logit blocks hold rows x d_vocab fp32 values.
 LOGIT_BLOCK_ELEMS = 1 << 24
-NO_SOURCE = torch.iinfo(torch.int64).max  # id of an empty slot: loses every tie
 
 
 @dataclass(frozen=True)
@@ -109,55 +108,21 @@ def _buffer_view(buf: Tensor, rows: int, cols: int) -> Tensor:
 # the blocked product with a running top-k
 
 
-def _block_product(
+def _block_topk(
     src: Float[Tensor, "n_src d"],
     dst_t: Float[Tensor, "t d"],
     s0: int,
+    k: int,
     src_block: int,
     bufs: tuple[Tensor, Tensor],
-) -> tuple[Float[Tensor, "t s"], Float[Tensor, "t s"]]:
-    """(w, |w|) for source rows s0 .. s0 + src_block, targets on rows so the selection runs
-    along contiguous memory; both live in the reused buffers."""
-    s = src[s0 : s0 + src_block]
-    v = torch.matmul(dst_t, s.T, out=_buffer_view(bufs[0], dst_t.shape[0], s.shape[0]))
-    return v, torch.abs(v, out=_buffer_view(bufs[1], dst_t.shape[0], s.shape[0]))
-
-
-def _block_topk(
-    v: Float[Tensor, "t s"], a: Float[Tensor, "t s"], s0: int, k: int
 ) -> tuple[Float[Tensor, "t k"], Int64[Tensor, "t k"]]:
-    """Top-k (signed weight, source index) per target within one block's product."""
+    """Top-k (signed weight, source index) per target within source rows s0 .. s0 + src_block."""
+    s = src[s0 : s0 + src_block]
+    # targets on rows so the top-k runs along contiguous memory; both buffers are reused
+    v = torch.matmul(dst_t, s.T, out=_buffer_view(bufs[0], dst_t.shape[0], s.shape[0]))
+    a = torch.abs(v, out=_buffer_view(bufs[1], dst_t.shape[0], s.shape[0]))
     local = _top_set(a, k, largest=True)
     return v.gather(1, local), local + s0
-
-
-def _block_over_floor(
-    v: Float[Tensor, "t s"], a: Float[Tensor, "t s"], s0: int, floor: Float[Tensor, " t"]
-) -> tuple[Float[Tensor, "t c"], Int64[Tensor, "t c"]] | None:
-    """One block's entries with |w| above each target's `floor` (the k-th best |w| so far),
-    padded per target with w 0 / id NO_SOURCE, which lose every comparison. An entry equal to
-    the floor cannot enter either: its id is higher than every kept one's, which come from
-    earlier blocks. None when too many pass for this to beat a plain top-k (early blocks,
-    before the floor has risen)."""
-    over = a > floor[:, None]
-    counts = over.sum(1)
-    widest = int(counts.max())
-    if widest * _FLOOR_GAIN > a.shape[1]:
-        return None
-    rows, cols = over.nonzero(as_tuple=True)  # row-major: each row's entries together
-    starts = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(rows.numel(), device=rows.device) - starts[rows]
-    cand_w = v.new_zeros(v.shape[0], widest)
-    cand_i = torch.full((v.shape[0], widest), NO_SOURCE, dtype=torch.int64, device=v.device)
-    cand_w[rows, slot] = v[rows, cols]
-    cand_i[rows, slot] = cols + s0
-    return cand_w, cand_i
-
-
-# A block's entries above the floor replace its full top-k when each target has at most
-# 1/_FLOOR_GAIN of the block's sources over it: comparing and gathering then costs less than
-# torch.topk's partial sort of every row.
-_FLOOR_GAIN = 8
 
 
 def _topk_target_block(
@@ -167,16 +132,10 @@ def _topk_target_block(
     src_block: int,
     bufs: tuple[Tensor, Tensor],
 ) -> tuple[Int64[Tensor, "t k"], Float[Tensor, "t k"]]:
-    """Top-k sources for one block of targets, streaming over blocks of source rows. Once the
-    running set is full, a block contributes only its entries above each target's k-th best
-    |w| so far (threshold, then select): most blocks of a long source axis add few or none."""
-    run_w, run_i = _block_topk(*_block_product(src, dst_t, 0, src_block, bufs), 0, k)
+    """Top-k sources for one block of targets, streaming over blocks of source rows."""
+    run_w, run_i = _block_topk(src, dst_t, 0, k, src_block, bufs)
     for s0 in range(src_block, src.shape[0], src_block):
-        v, a = _block_product(src, dst_t, s0, src_block, bufs)
-        over = _block_over_floor(v, a, s0, run_w.abs().amin(1)) if run_w.shape[1] == k else None
-        if over is not None and over[0].shape[1] == 0:
-            continue  # nothing in this block beats any target's k-th best
-        blk_w, blk_i = over if over is not None else _block_topk(v, a, s0, k)
+        blk_w, blk_i = _block_topk(src, dst_t, s0, k, src_block, bufs)
         cand_w, cand_i = torch.cat([run_w, blk_w], dim=1), torch.cat([run_i, blk_i], dim=1)
         keep = _top_set(cand_w.abs(), k, largest=True, ids=cand_i)
         run_w, run_i = cand_w.gather(1, keep), cand_i.gather(1, keep)
@@ -223,6 +182,8 @@ def topk_virtual_weights(
 
 # ---------------------------------------------------------------------------------------------
 # merging per-route top-k lists into one budget per target
+
+NO_SOURCE = torch.iinfo(torch.int64).max  # id of an empty slot: loses every tie
 
 
 @dataclass(frozen=True)
