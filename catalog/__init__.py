@@ -23,6 +23,7 @@ from .errors import (
 from .protocol import CatalogStore, QueryResult, StoreInfo, StoreSettings
 from .records import (
     CircuitRecord,
+    InterventionRecord,
     LabelRecord,
     ModelRecord,
     PromptRecord,
@@ -40,6 +41,7 @@ __all__ = [
     "CircuitcatError",
     "EdgeBatch",
     "IngestError",
+    "InterventionRecord",
     "InvalidRowsError",
     "LabelRecord",
     "ModelLoadError",

@@ -1,7 +1,8 @@
 """Named Cypher queries, loaded once by name from the .cypher files beside this module.
 
-`common.cypher` holds the queries both stores accept as written; `neo4j.cypher` and
-`ladybug.cypher` (optional for a backend) override a name only where the engines must differ.
+`common.cypher` and every other `<topic>.cypher` file (web, interventions, ...) hold the queries
+both stores accept as written; `neo4j.cypher` and `ladybug.cypher` (optional for a backend)
+override a name only where the engines must differ.
 Each query starts with a `// name: <name>` line and is always parameterised, so it can be pasted
 into Neo4j Browser.
 """
@@ -14,6 +15,7 @@ from importlib import resources
 
 from .errors import QueryError
 
+_BACKEND_FILES = frozenset({"neo4j.cypher", "ladybug.cypher"})
 _NAME = re.compile(r"^//\s*name:\s*(\S+)\s*$")
 
 
@@ -32,11 +34,20 @@ def parse_query_file(text: str) -> dict[str, str]:
 
 @cache
 def load_queries(backend: str) -> dict[str, str]:
-    """The common queries (common.cypher, and web.cypher for `circuitcat serve`) with the
-    backend's overrides on top."""
+    """The common queries (common.cypher, then the topic files such as web.cypher, by name)
+    with the backend's overrides on top. A name defined twice is a QueryError."""
     folder = resources.files("circuitcat.catalog") / "queries"
-    queries = parse_query_file((folder / "common.cypher").read_text("utf-8"))
-    queries.update(parse_query_file((folder / "web.cypher").read_text("utf-8")))
+    topics = sorted(
+        f.name
+        for f in folder.iterdir()
+        if f.name.endswith(".cypher") and f.name not in _BACKEND_FILES | {"common.cypher"}
+    )
+    queries: dict[str, str] = {}
+    for name in ["common.cypher", *topics]:
+        for key, cypher in parse_query_file((folder / name).read_text("utf-8")).items():
+            if key in queries:
+                raise QueryError(f"named query {key!r} is defined twice (again in {name})")
+            queries[key] = cypher
     overrides = folder / f"{backend}.cypher"  # optional: a backend that needs none has none
     if overrides.is_file():
         queries.update(parse_query_file(overrides.read_text("utf-8")))

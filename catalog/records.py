@@ -151,3 +151,27 @@ class LabelRecord(Record):
     @property
     def uid(self) -> str:
         return schema.label_uid(self.feature, self.created_at)
+
+
+class InterventionRecord(Record):
+    """A saved intervention (schema.NodeKind.INTERVENTION); `flagged` is stored as 0/1."""
+
+    node_kind: ClassVar[NodeKind] = NodeKind.INTERVENTION
+    set: str
+    op: str
+    spec: dict[str, Any] = Field(default_factory=dict)
+    prompt: str = ""
+    task: str = ""
+    n_prompts: int = 1
+    metric: str = ""
+    metric_before: float = 0.0
+    metric_after: float = 0.0
+    frozen: float = 0.0
+    predicted: float = 0.0
+    flagged: int = 0
+    author: str = ""
+    created_at: str = Field(default_factory=now_iso)
+
+    @property
+    def uid(self) -> str:
+        return schema.intervention_uid(self.set, self.created_at)

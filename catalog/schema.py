@@ -35,6 +35,7 @@ class NodeKind(StrEnum):
     ERROR = "Error"  # per-prompt error/bias terms: transcoder error, bias, pruned remainder
     TARGET = "Target"  # what a prompt graph explains: a logit, a metric direction, a feature
     LABEL = "Label"  # one label a person gave a feature; the latest is also Feature.label
+    INTERVENTION = "Intervention"  # one saved intervention and its result (ingest/interventions)
 
 
 class GraphNode(IntEnum):
@@ -60,6 +61,7 @@ class RelKind(StrEnum):
     IN_SET = "IN_SET"
     FOR_MODEL = "FOR_MODEL"
     HAS_LABEL = "HAS_LABEL"
+    EDITS = "EDITS"
 
 
 S, INT, F = PropType.STRING, PropType.INT, PropType.FLOAT
@@ -143,6 +145,27 @@ NODE_PROPS: dict[NodeKind, dict[str, PropType]] = {
     # Label history (catalog/labels.py): written by people, never by ingest, so it survives
     # re-ingest; `created_at` is ISO 8601 UTC.
     NodeKind.LABEL: {"feature": S, "text": S, "author": S, "created_at": S},
+    # A saved intervention (docs/concepts.md): what was done (`op`, `spec` JSON), on what
+    # (`prompt` uid or text, or `task` with `n_prompts`), and the task metric before and after,
+    # live (`metric_after`), with attention and normalisation frozen (`frozen`), and as the
+    # prompt's attribution graph predicts it (`predicted`); `flagged` when the graph's paths do
+    # not carry the change. Written only on request (--save), never by ingest.
+    NodeKind.INTERVENTION: {
+        "set": S,
+        "op": S,
+        "spec": S,
+        "prompt": S,
+        "task": S,
+        "n_prompts": INT,
+        "metric": S,
+        "metric_before": F,
+        "metric_after": F,
+        "frozen": F,
+        "predicted": F,
+        "flagged": INT,
+        "author": S,
+        "created_at": S,
+    },
 }
 for _props in NODE_PROPS.values():
     _props["run"] = S
@@ -185,6 +208,12 @@ REL_SPECS: dict[RelKind, RelSpec] = {
     RelKind.IN_SET: RelSpec(((NodeKind.FEATURE, NodeKind.TRANSCODER_SET),), {"run": S}),
     RelKind.FOR_MODEL: RelSpec(((NodeKind.TRANSCODER_SET, NodeKind.MODEL),), {"run": S}),
     RelKind.HAS_LABEL: RelSpec(((NodeKind.FEATURE, NodeKind.LABEL),), {"run": S}),
+    # (:Intervention)-[:EDITS {value, positions}]->(:Feature): `value` is the op's value (the
+    # clamp value, the scale, the steering coefficient; NaN for zero, mean and patch),
+    # `positions` the edited positions as JSON ("all" when every position).
+    RelKind.EDITS: RelSpec(
+        ((NodeKind.INTERVENTION, NodeKind.FEATURE),), {"value": F, "positions": S, "run": S}
+    ),
 }
 
 
@@ -248,3 +277,7 @@ def target_uid(task: str, name: str) -> str:
 
 def label_uid(feature: str, created_at: str) -> str:
     return f"{feature}/label/{created_at}"
+
+
+def intervention_uid(set_uid: str, created_at: str) -> str:
+    return f"{set_uid}/intervention/{created_at}"

@@ -7,6 +7,7 @@ import numpy as np
 from circuitcat.catalog import (
     CircuitRecord,
     EdgeBatch,
+    InterventionRecord,
     LabelRecord,
     ModelRecord,
     NodeBatch,
@@ -40,6 +41,20 @@ LABEL = LabelRecord(
     text="year after 32",
     author="alice",
     created_at="2026-01-02T00:00:00+00:00",
+    run=RUN.uid,
+)
+INTERVENTION = InterventionRecord(
+    set=SET.uid,
+    op="clamp",
+    spec={"features": ["L1/0", "L2/1"], "value": 3.0, "positions": [-1]},
+    prompt=schema.prompt_uid("greater-than", "The war lasted from the year 1732 to the year 17"),
+    metric="prob_diff",
+    metric_before=0.8,
+    metric_after=0.9,
+    frozen=0.88,
+    predicted=0.87,
+    author="alice",
+    created_at="2026-01-03T00:00:00+00:00",
     run=RUN.uid,
 )
 
@@ -152,6 +167,7 @@ def node_batches() -> list[NodeBatch]:
         records_to_batch(prompts),
         records_to_batch([circuit]),
         records_to_batch([LABEL]),
+        records_to_batch([INTERVENTION]),
     ]
 
 
@@ -283,6 +299,14 @@ def edge_batches() -> list[EdgeBatch]:
         ),
         EdgeBatch(RelKind.HAS_LABEL, F, NodeKind.LABEL, [LABEL.feature], [LABEL.uid], {"run": run}),
         EdgeBatch(
+            RelKind.EDITS,
+            NodeKind.INTERVENTION,
+            F,
+            [INTERVENTION.uid] * 2,
+            [feature_uids(1)[0], feature_uids(2)[1]],
+            {"value": [3.0, 3.0], "positions": ["[-1]"] * 2, "run": run * 2},
+        ),
+        EdgeBatch(
             RelKind.FOR_MODEL,
             NodeKind.TRANSCODER_SET,
             NodeKind.MODEL,
@@ -391,6 +415,7 @@ EXPECTED_NODES = {
     "Error": 2,
     "Target": 1,
     "Label": 1,
+    "Intervention": 1,
 }
 EXPECTED_RELS = {
     "VIRTUAL_WEIGHT": 48,
@@ -402,4 +427,5 @@ EXPECTED_RELS = {
     "IN_SET": 18,
     "FOR_MODEL": 1,
     "HAS_LABEL": 1,
+    "EDITS": 2,
 }
