@@ -2,7 +2,8 @@
 
 A batch holds one array per property (numpy arrays or lists), never one Python object per
 node or edge. Validation rejects the whole batch with one message naming the first bad row,
-so a store never receives half a batch of bad data.
+so a store never receives half a batch of bad data. A batch of zero rows is valid: every store
+writes nothing for it and returns 0.
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ def _length(columns: Mapping[str, Column], what: str) -> int:
 
 
 def _strings(values: Column) -> pa.Array:
-    """A uid-like column as an Arrow array (C++ speed for the checks below); None stays null."""
+    """A uid-like column as an Arrow array (C++ speed for the checks below); None stays null.
+
+    An empty column is an empty string array: Arrow would infer the null type from no values,
+    which the string kernels below have no kernel for."""
+    if not len(values):
+        return pa.array([], pa.string())
     try:
         return pa.array(values.tolist() if isinstance(values, np.ndarray) else values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -66,6 +72,8 @@ def _check_uids(values: Column, what: str, column: str) -> pa.Array:
 
 
 def _has_repeats(columns: list[pa.Array]) -> bool:
+    if not columns or not len(columns[0]):
+        return False  # a zero-row batch repeats nothing
     table = pa.table(columns, names=[f"c{i}" for i in range(len(columns))])
     return table.group_by(table.column_names).aggregate([]).num_rows != table.num_rows
 
@@ -108,7 +116,8 @@ class NodeBatch:
 
     @classmethod
     def from_rows(cls, kind: NodeKind, rows: Sequence[Mapping[str, Any]]) -> NodeBatch:
-        names = sorted({k for row in rows for k in row})
+        """Rows as columns; no rows is an empty batch (which writes nothing)."""
+        names = sorted({k for row in rows for k in row}) or ["uid"]
         return cls(kind, {n: [row.get(n) for row in rows] for n in names})
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from circuitcat.catalog.errors import (
     StoreUnavailableError,
 )
 from circuitcat.catalog.queries import load_queries
-from circuitcat.catalog.schema import circuit_uid, prompt_uid
+from circuitcat.catalog.schema import NODE_PROPS, REL_SPECS, circuit_uid, prompt_uid
 
 from . import catalog_data as data
 from .neo4j_server import Neo4jServer
@@ -100,6 +100,84 @@ def test_large_batches_are_chunked(store: CatalogStore) -> None:
     store.write_edges(edges)  # bulk path
     store.write_edges(edges)  # merge path
     assert store.info().relationships["VIRTUAL_WEIGHT"] == n == 25_600
+
+
+# Every node kind, and every (relationship kind, endpoint pair), as a zero-row batch: with only
+# the uid / endpoints, with every property as an empty list, and as empty numpy arrays.
+EMPTY_NODE_CASES = [
+    pytest.param(kind, style, id=f"{kind}-{style}")
+    for kind in NodeKind
+    for style in ("uid", "lists", "arrays")
+]
+EMPTY_EDGE_CASES = [
+    pytest.param(kind, src, dst, style, id=f"{kind}-{src}-{dst}-{style}")
+    for kind, spec in REL_SPECS.items()
+    for src, dst in spec.pairs
+    for style in ("keys", "lists", "arrays")
+]
+
+
+def _empty(style: str) -> object:
+    return np.array([], dtype=object) if style == "arrays" else []
+
+
+def _empty_node_batch(kind: NodeKind, style: str) -> NodeBatch:
+    props = [] if style == "uid" else list(NODE_PROPS[kind])
+    return NodeBatch(kind, {"uid": _empty(style), **{p: _empty(style) for p in props}})
+
+
+def _empty_edge_batch(kind: RelKind, src: NodeKind, dst: NodeKind, style: str) -> EdgeBatch:
+    spec = REL_SPECS[kind]
+    props = list(spec.key) if style == "keys" else list(spec.props)
+    return EdgeBatch(
+        kind, src, dst, _empty(style), _empty(style), {p: _empty(style) for p in props}
+    )
+
+
+@pytest.mark.parametrize(("kind", "style"), EMPTY_NODE_CASES)
+def test_a_zero_row_node_batch_is_valid(kind: NodeKind, style: str) -> None:
+    batch = _empty_node_batch(kind, style)
+    assert len(batch) == 0 and batch.uids == [] and batch.rows() == []
+    assert batch.to_arrow().num_rows == 0
+    assert len(NodeBatch.from_rows(kind, [])) == 0
+
+
+@pytest.mark.parametrize(("kind", "src", "dst", "style"), EMPTY_EDGE_CASES)
+def test_a_zero_row_edge_batch_is_valid(
+    kind: RelKind, src: NodeKind, dst: NodeKind, style: str
+) -> None:
+    batch = _empty_edge_batch(kind, src, dst, style)
+    assert len(batch) == 0 and batch.rows() == [] and list(batch.chunks(10)) == []
+    assert batch.unique("src") == [] and batch.unique("dst") == []
+    assert batch.to_arrow().num_rows == 0
+    assert len(EdgeBatch.concat([batch, batch])) == 0
+
+
+def test_zero_row_batches_of_every_kind_write_nothing(filled: CatalogStore) -> None:
+    """An empty batch is valid input on both stores: it writes nothing and raises nothing
+    (issue 23: `circuit find` wrote an empty CONTAINS batch when a circuit had no heads)."""
+    before = filled.info()
+    for case in EMPTY_NODE_CASES:
+        assert filled.write_nodes(_empty_node_batch(*case.values)) == 0
+    for case in EMPTY_EDGE_CASES:
+        assert filled.write_edges(_empty_edge_batch(*case.values)) == 0
+    after = filled.info()
+    assert (after.nodes, after.relationships) == (before.nodes, before.relationships)
+
+
+def test_a_circuit_with_an_empty_member_kind_is_found(filled: CatalogStore) -> None:
+    """No head carries attribution: `circuit find` stores features and tokens, no heads, and
+    finding it again (which clears the old members first) works the same."""
+    from circuitcat.catalog.circuits import find_circuit
+
+    filled.run_cypher(
+        "MATCH ()-[r:ATTRIBUTES]->() WHERE r.via STARTS WITH 'attn:' DELETE r", write=True
+    )
+    for _ in range(2):
+        report = find_circuit(filled, "greater-than", data.SET.uid, name="no-heads", top_n=2)
+        assert report.n_features > 0 and report.n_heads == 0
+        assert filled.query("circuit_heads", uid=report.uid) == []
+        assert len(filled.query("circuit_features", uid=report.uid)) == report.n_features
 
 
 def test_edges_to_missing_nodes_are_refused_and_nothing_is_written(filled: CatalogStore) -> None:
@@ -271,6 +349,27 @@ def _named_query_params() -> dict[str, dict]:
             "limit": 5,
         },
         "web_pair_weights": {"src": data.feature_uids(0)[0], "dst": data.feature_uids(1)[0]},
+        # catalog/queries/research.cypher (descriptions and research questions)
+        "transcoder_set_layers": {"uid": data.SET.uid},
+        "feature_description_inputs": {"set_uid": data.SET.uid, "layer": 1},
+        "prompt_position_features": {"prompt": prompt, "pos": 5, "set_uid": data.SET.uid},
+        "prompt_metric_inputs": {"prompt": prompt, "set_uid": data.SET.uid, "limit": 5},
+        "prompt_features": {"prompt": prompt, "set_uid": data.SET.uid},
+        "prompt_shared_features": {"prompt_a": prompt, "prompt_b": prompt, "set_uid": data.SET.uid},
+        "features_reading_tokens": {"tokens": ["13", "14"], "set_uid": "", "layer": 0, "limit": 5},
+        "features_promoting_tokens": {
+            "tokens": ["10", "11", "14"],
+            "set_uid": data.SET.uid,
+            "layer": -1,
+            "limit": 5,
+        },
+        "features_reading_and_promoting": {
+            "reads": ["12", "13", "14"],
+            "promotes": ["14"],
+            "set_uid": "",
+            "layer": -1,
+            "limit": 5,
+        },
     }
 
 
