@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,11 +24,18 @@ STAGES = {
     "register": "registering model, vocabulary, heads and features",
     "features": "corpus pass: feature statistics and top contexts",
     "weights": "input-invariant weights: virtual weights, de-embeddings, logits",
-    "prompts": "greater-than prompts: attribution graphs",
-    "circuit": "aggregating the prompt graphs into a circuit",
-    "verify": "faithfulness: circuit only vs random circuits",
-    "show": "reading the circuit back",
+    "prompts": "prompts of {task}: attribution graphs",
+    "circuit": "aggregating the {task} prompt graphs into a circuit",
+    "verify": "faithfulness of the {task} circuit: circuit only vs random circuits",
+    "show": "reading the greater-than circuit back",
 }
+
+
+def stage_text(name: str) -> str:
+    """What a demo stage does, in words ("prompts less-than" names its task)."""
+    stage, _, task = name.partition(" ")
+    return STAGES[stage].format(task=task)
+
 
 TRY_NEXT = [
     (
@@ -57,11 +65,12 @@ def demo(
     n_prompts: Annotated[int, typer.Option(help="Greater-than prompts to attribute.")] = 40,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
 ) -> None:
-    """Run the whole job on the shipped toy model and print its greater-than circuit.
+    """Run the whole job on the shipped toy model: a circuit for every built-in task.
 
-    Registers toy-years, runs the corpus pass, the weights job and the greater-than prompt
-    graphs, finds and verifies the circuit, prints it and writes its picture. Re-running reuses
-    what the catalog already holds.
+    Registers toy-years, runs the corpus pass and the weights job, then for greater-than,
+    less-than and counting the prompt graphs, finds and verifies the circuit, and prints one line
+    per circuit; prints the greater-than circuit and writes its picture. Re-running reuses what
+    the catalog already holds.
     """
     import torch
 
@@ -69,7 +78,7 @@ def demo(
 
     torch.set_num_threads(threads)  # one thread is fastest on small models and busy cores
     with open_store(store) as catalog, err_console.status("starting") as status:
-        report = run_demo(catalog, n_prompts=n_prompts, step=lambda n: status.update(STAGES[n]))
+        report = run_demo(catalog, n_prompts=n_prompts, step=lambda n: status.update(stage_text(n)))
         picture = render_circuit(
             catalog, report.circuit.uid, out, "greater-than circuit, toy-years"
         )
@@ -103,6 +112,9 @@ def _summary(console: Console, r: DemoReport, picture: Path) -> None:
         f"  random, same size   {f.random:.3f}  ({f.random_kept:.0%} of transcoders)",
         soft_wrap=True,
     )
+    console.print("[bold]circuits[/bold] (circuit only vs random circuits of its size):")
+    for line in circuit_lines(r):
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in r.seconds.items())
     console.print(f"catalog: {r.store_uri}\npicture: {picture}\ntimings: {timing}", soft_wrap=True)
     console.print('\n[bold]Try next[/bold] (circuitcat query cypher "..."):')
@@ -117,6 +129,22 @@ def _summary(console: Console, r: DemoReport, picture: Path) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def circuit_lines(r: DemoReport) -> list[str]:
+    """One line per built-in task's circuit: size, heads, prompts, faithfulness against random."""
+    lines = []
+    for c in r.circuits:
+        f = c.faithfulness
+        draws = f.random_draws
+        spread = statistics.stdev(draws) if len(draws) > 1 else 0.0
+        lines.append(
+            f"{c.task}: {c.circuit.n_features} features, {c.circuit.n_heads} heads, from "
+            f"{c.prompts.n_prompts} prompts; {f.metric} circuit {f.circuit:.3f} "
+            f"({f.kept:.0%} of transcoders {f.replaced:.3f}), random {f.random:.3f} "
+            f"+- {spread:.3f} ({len(draws)} draws)"
+        )
+    return lines
 
 
 def serve_command(store_uri: str) -> str:

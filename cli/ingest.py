@@ -264,12 +264,12 @@ def _token_progress() -> Iterator[Callable[[int, int | None], None]]:
 @app.command("prompts")
 @handle_errors
 def prompts(
-    task: Annotated[str, typer.Option(help="'greater-than', or a name for --prompts.")],
-    n: Annotated[int | None, typer.Option(help="Prompts [greater-than: 100; file: all].")] = None,
+    task: Annotated[str, typer.Option(help="greater-than, less-than, counting, or a name for --prompts.")],
+    n: Annotated[int | None, typer.Option(help="Prompts [built-in: 100, counting 40; file: all].")] = None,
     prompts_file: Annotated[
         Path | None, typer.Option("--prompts", help="JSONL: prompt, correct, incorrect.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed that picks greater-than prompts.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed that picks a built-in task's prompts.")] = 0,
     method: Annotated[str, typer.Option(help="graph (pruned) or paths (beam search).")] = "graph",
     node_threshold: Annotated[float, typer.Option(help="Influence share of kept nodes.")] = 0.8,
     edge_threshold: Annotated[float, typer.Option(help="Score share of kept edges.")] = 0.98,

@@ -1,6 +1,20 @@
 """Tasks: prompts with answer tokens and a metric over the logits at the last position.
 
-Built in: `greater-than` (Hanna et al.; the transcoder paper's circuit). Prompts read
+Built-in tasks are first-class definitions in `BUILTIN_TASKS` (name -> `TaskSpec`: splits,
+answer set, metric, default sizes); `load_task(name, ...)` builds any of them, and
+`circuitcat ... --task NAME` takes any of their names:
+
+- `greater-than` (Hanna et al.; the transcoder paper's circuit), described below.
+- `less-than`: "The <noun> lasted until the year <C><YY>, it began in the year <C>"; the answer
+  must be an earlier year: sum p(y < YY) - sum p(y >= YY) over the year tokens (the same
+  restricted softmax). It shares the year machinery with greater-than (the toy's corpus has
+  less-than frames, every start year); its splits are greater-than's, on the start year.
+- `counting`: "count : three four five" -> "six" (two to five number words shown, from
+  "zero".."twenty"); p(the next number word) - p(any other number word), softmax restricted to
+  the 21 number words. Unrelated to years. Splits on the answer (3 mod 5 eval, multiples of 10
+  val, the rest train); the toy's corpus counts with every number, so its default split is all.
+
+Greater-than prompts read
 "The <noun> lasted from the year <C><YY> to the year <C>"; the metric is the probability
 difference over the two-digit year tokens "00".."99" with the softmax restricted to them:
 sum p(y > YY) - sum p(y <= YY). The text writes the year unsplit ("1732"): GPT-2 splits it into
@@ -19,7 +33,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -116,8 +130,40 @@ def prob_diff(
     return (probs * above).sum(-1) - (probs * ~above).sum(-1)
 
 
-def greater_than(tokenizer: Any, n: int = 200, seed: int = 0, split: Split = "eval") -> Task:
-    """`n` distinct greater-than prompts with start years from `split`."""
+@dataclass(frozen=True)
+class _YearFrame:
+    """A year-comparison task: its template, the direction of the answer, and how far from the
+    end the start year YY sits in the token ids (the last token is the century)."""
+
+    name: str
+    template: str
+    later: bool  # greater-than: correct years > YY; less-than: correct years < YY
+    yy_from_end: int
+    description: str
+
+
+GREATER_THAN_FRAME = _YearFrame(
+    "greater-than",
+    GREATER_THAN_TEMPLATE,
+    True,
+    6,
+    "p(year > YY) - p(year <= YY) over the tokens 00..99 after "
+    "'The <noun> lasted from the year <C><YY> to the year <C>'",
+)
+LESS_THAN_TEMPLATE = (
+    "The {noun} lasted until the year {century}{yy:02d}, it began in the year {century}"
+)
+LESS_THAN_FRAME = _YearFrame(
+    "less-than",
+    LESS_THAN_TEMPLATE,
+    False,
+    8,
+    "p(year < YY) - p(year >= YY) over the tokens 00..99 after "
+    "'The <noun> lasted until the year <C><YY>, it began in the year <C>'",
+)
+
+
+def _year_task(frame: _YearFrame, tokenizer: Any, n: int, seed: int, split: Split) -> Task:
     if split not in GREATER_THAN_SPLITS:
         raise TaskError(f"unknown split {split!r}; use one of {sorted(GREATER_THAN_SPLITS)}")
     year_ids = year_token_ids(tokenizer).tolist()
@@ -125,38 +171,142 @@ def greater_than(tokenizer: Any, n: int = 200, seed: int = 0, split: Split = "ev
         itertools.product(GREATER_THAN_NOUNS, GREATER_THAN_CENTURIES, GREATER_THAN_SPLITS[split])
     )
     if not 1 <= n <= len(combos):
-        raise TaskError(f"asked for {n} greater-than prompts; split {split!r} has 1..{len(combos)}")
+        raise TaskError(f"asked for {n} {frame.name} prompts; split {split!r} has 1..{len(combos)}")
     random.Random(seed).shuffle(combos)
     prompts: list[TaskPrompt] = []
     for noun, century, yy in combos:
-        text = GREATER_THAN_TEMPLATE.format(noun=noun, century=century, yy=yy)
+        text = frame.template.format(noun=noun, century=century, yy=yy)
         tokens = _encode(tokenizer, text)
         # Skip the rare year a tokenizer merges differently (the paper drops those too).
-        if year_ids[yy] not in tokens[-6:] or _decode(tokenizer, tokens[-1]) != str(century):
+        near_end = tokens[-frame.yy_from_end :]
+        if year_ids[yy] not in near_end or _decode(tokenizer, tokens[-1]) != str(century):
             continue
+        later, earlier = tuple(year_ids[yy + 1 :]), tuple(year_ids[: yy + 1])
+        if not frame.later:
+            later, earlier = tuple(year_ids[yy:]), tuple(year_ids[:yy])
         prompts.append(
             TaskPrompt(
                 text=text,
                 tokens=tuple(tokens),
                 answer=f"{yy:02d}",
-                correct=tuple(year_ids[yy + 1 :]),
-                incorrect=tuple(year_ids[: yy + 1]),
+                correct=later if frame.later else earlier,
+                incorrect=earlier if frame.later else later,
             )
         )
         if len(prompts) == n:
             break
     if len(prompts) < n:
         raise TaskError(
-            f"only {len(prompts)} of {n} greater-than prompts tokenize with the year split into "
+            f"only {len(prompts)} of {n} {frame.name} prompts tokenize with the year split into "
             "two-digit halves; use a tokenizer that splits years like GPT-2 or ask for fewer"
         )
     return Task(
-        name="greater-than",
+        name=frame.name, metric="prob_diff", description=frame.description, prompts=tuple(prompts)
+    )
+
+
+def greater_than(tokenizer: Any, n: int = 200, seed: int = 0, split: Split = "eval") -> Task:
+    """`n` distinct greater-than prompts with start years from `split`."""
+    return _year_task(GREATER_THAN_FRAME, tokenizer, n, seed, split)
+
+
+def less_than(tokenizer: Any, n: int = 200, seed: int = 0, split: Split = "eval") -> Task:
+    """`n` distinct less-than prompts with start years from `split` (greater-than's splits)."""
+    return _year_task(LESS_THAN_FRAME, tokenizer, n, seed, split)
+
+
+NUMBER_WORDS: tuple[str, ...] = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+    "eighteen", "nineteen", "twenty",
+)  # fmt: skip
+COUNTING_SHOWN: tuple[int, ...] = (2, 3, 4, 5)  # number words shown before the answer
+COUNTING_ANSWERS: tuple[int, ...] = tuple(range(2, len(NUMBER_WORDS)))
+COUNTING_SPLITS: dict[str, tuple[int, ...]] = {
+    "eval": tuple(a for a in COUNTING_ANSWERS if a % 5 == 3),
+    "val": tuple(a for a in COUNTING_ANSWERS if a % 10 == 0),
+    "train": tuple(a for a in COUNTING_ANSWERS if a % 5 != 3 and a % 10 != 0),
+    "all": COUNTING_ANSWERS,
+}
+
+
+def counting(tokenizer: Any, n: int = 70, seed: int = 0, split: Split = "all") -> Task:
+    """`n` distinct counting prompts "count : <k words>" whose answer (the next number word)
+    is in `split`; the metric is p(answer) - p(other number words)."""
+    if split not in COUNTING_SPLITS:
+        raise TaskError(f"unknown split {split!r}; use one of {sorted(COUNTING_SPLITS)}")
+    ids = [single_token_id(tokenizer, w) for w in NUMBER_WORDS]
+    combos = [(a, k) for a in COUNTING_SPLITS[split] for k in COUNTING_SHOWN if k <= a]
+    if not 1 <= n <= len(combos):
+        raise TaskError(f"asked for {n} counting prompts; split {split!r} has 1..{len(combos)}")
+    random.Random(seed).shuffle(combos)
+    prompts = []
+    for a, k in combos[:n]:
+        text = "count : " + " ".join(NUMBER_WORDS[a - k : a])
+        others = tuple(i for j, i in enumerate(ids) if j != a)
+        prompts.append(
+            TaskPrompt(text, tuple(_encode(tokenizer, text)), NUMBER_WORDS[a], (ids[a],), others)
+        )
+    return Task(
+        name="counting",
         metric="prob_diff",
-        description="p(year > YY) - p(year <= YY) over the tokens 00..99 after "
-        "'The <noun> lasted from the year <C><YY> to the year <C>'",
+        description="p(next number word) - p(other number words) over 'zero'..'twenty' after "
+        "'count : <two to five number words in order>'",
         prompts=tuple(prompts),
     )
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A built-in task: how its prompts are made, its splits (the values each split draws its
+    prompts from), the metric, and its default sizes."""
+
+    name: str
+    metric: Metric
+    description: str
+    answers: str  # what the correct and incorrect token sets are, in words
+    splits: dict[str, tuple[int, ...]]
+    default_split: Split
+    default_n: int  # prompts for `ingest prompts` / `circuit find`
+    verify_n: int  # prompts for `circuit verify`
+    build: Callable[[Any, int, int, Split], Task]
+
+    def available(self, split: Split | None = None) -> int:
+        """How many distinct prompts `split` (default: the task's own) can give at most."""
+        split = split or self.default_split
+        if self.name == "counting":
+            return sum(1 for a in self.splits[split] for k in COUNTING_SHOWN if k <= a)
+        return len(GREATER_THAN_NOUNS) * len(GREATER_THAN_CENTURIES) * len(self.splits[split])
+
+
+BUILTIN_TASKS: dict[str, TaskSpec] = {
+    "greater-than": TaskSpec(
+        "greater-than", "prob_diff", GREATER_THAN_FRAME.description,
+        "correct: years > YY; incorrect: years <= YY", GREATER_THAN_SPLITS, "eval", 100, 200,
+        lambda tok, n, seed, split: greater_than(tok, n=n, seed=seed, split=split),
+    ),
+    "less-than": TaskSpec(
+        "less-than", "prob_diff", LESS_THAN_FRAME.description,
+        "correct: years < YY; incorrect: years >= YY", GREATER_THAN_SPLITS, "eval", 100, 200,
+        lambda tok, n, seed, split: less_than(tok, n=n, seed=seed, split=split),
+    ),
+    "counting": TaskSpec(
+        "counting", "prob_diff", "p(next number word) - p(other number words)",
+        "correct: the next number word; incorrect: the other 20 number words", COUNTING_SPLITS,
+        "all", 40, 70, lambda tok, n, seed, split: counting(tok, n=n, seed=seed, split=split),
+    ),
+}  # fmt: skip
+
+
+def builtin_task(name: str) -> TaskSpec:
+    """The built-in task called `name`; TaskError naming the built-in ones otherwise."""
+    if name not in BUILTIN_TASKS:
+        raise TaskError(
+            f"unknown task {name!r}: the built-in tasks are {', '.join(BUILTIN_TASKS)}; for "
+            'another task pass --prompts FILE.jsonl (one {"prompt", "correct", "incorrect"} '
+            "object a line)"
+        )
+    return BUILTIN_TASKS[name]
 
 
 def _parse_line(tokenizer: Any, line: str, where: str) -> TaskPrompt:
@@ -282,18 +432,15 @@ def load_task(
     *,
     n: int | None = None,
     seed: int = 0,
-    split: Split = "eval",
+    split: Split | None = None,
     prompts: Path | None = None,
 ) -> Task:
-    """`greater-than` (n prompts from `split`, picked by `seed`), or a JSONL task file (its first
-    n prompts) named `name`."""
+    """A built-in task (`BUILTIN_TASKS`: n prompts from `split`, picked by `seed`; defaults are
+    the task's own), or a JSONL task file (its first n prompts) named `name`."""
     if n is not None and n < 1:
         raise TaskError(f"--n must be at least 1 (got {n}); leave it out for the default")
     if prompts is not None:
         return load_jsonl_task(prompts, tokenizer, name=name, n=n)
-    if name == "greater-than":
-        return greater_than(tokenizer, n=n or 100, seed=seed, split=split)
-    raise TaskError(
-        f"unknown task {name!r}: the built-in task is 'greater-than'; for another task pass "
-        '--prompts FILE.jsonl (one {"prompt", "correct", "incorrect"} object a line)'
-    )
+    spec = builtin_task(name)
+    split = split or spec.default_split
+    return spec.build(tokenizer, n or min(spec.default_n, spec.available(split)), seed, split)
