@@ -157,7 +157,10 @@ def verify(
     model: ModelOption = None,
     transcoders: TranscodersOption = None,
     set_name: Annotated[str | None, typer.Option(hidden=True)] = None,  # old spelling of --set
-    n: Annotated[int, typer.Option(help="Prompts to score.")] = 200,
+    n: Annotated[
+        int | None,
+        typer.Option(help="Prompts to score [greater-than, less-than 200; counting 70]."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed that picks them (find used 0).")] = 1,
     prompts: Annotated[Path | None, typer.Option(help="JSONL prompts (custom tasks).")] = None,
     draws: Annotated[int, typer.Option(help="Random circuits averaged.")] = 5,
@@ -178,7 +181,7 @@ def verify(
     from circuitcat.catalog.circuits import get_circuit
     from circuitcat.ingest.faithfulness import circuit_curve, plot_curve, verify_circuit
     from circuitcat.ingest.inputs import set_uid_for_name
-    from circuitcat.ingest.tasks import load_task
+    from circuitcat.ingest.tasks import load_task, verify_size
 
     from .ingest import load_inputs
 
@@ -188,6 +191,7 @@ def verify(
         loaded, tset = load_inputs(catalog, set_uid, model, transcoders, dev, threads)
         set_uid = transcoder_set_uid(model_uid(loaded.name), tset.name)
         task_name = get_circuit(catalog, name, set_uid)["task"]
+        n = n or verify_size(task_name, prompts)
         task = load_task(task_name, loaded.model.tokenizer, n=n, seed=seed, prompts=prompts)
         what = f"scoring {len(task.prompts)} prompts: model, transcoders, circuit, {draws} random"
         with err_console.status(what):
@@ -249,3 +253,10 @@ def export(
         graph = circuit_graph(catalog, get_circuit(catalog, name, set_uid, task)["uid"])
     path = write_graph(graph, out)
     typer.echo(f"wrote {path}: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")
+
+
+# The cross-circuit commands live in cli/compare.py; they are `circuit` commands.
+from .compare import compare, transfer  # noqa: E402
+
+app.command("compare")(compare)
+app.command("transfer")(transfer)

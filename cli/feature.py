@@ -158,3 +158,9 @@ def label(
     typer.echo(
         f"labelled {uid}: {stored['text']!r} by {stored['author']} at {stored['created_at']}"
     )
+
+
+# `feature reuse` lives in cli/compare.py with the other cross-circuit commands.
+from .compare import reuse  # noqa: E402
+
+app.command("reuse")(reuse)

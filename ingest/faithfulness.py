@@ -25,6 +25,7 @@ from torch import Tensor
 
 from circuitcat.catalog import CatalogStore, NodeBatch, NodeKind, schema
 from circuitcat.catalog.circuits import get_circuit
+from circuitcat.catalog.errors import TaskError
 
 from .corpus import open_corpus, tokenize
 from .models import LoadedModel
@@ -344,3 +345,62 @@ def plot_curve(curve: Curve, path: Path, title: str = "") -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# transfer: one circuit's features on another task's prompts
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Circuit A's faithfulness on task B's prompts (A's features kept, every other feature at
+    its mean), against random circuits of A's per-layer size, beside B's own circuit when the
+    catalog holds one for the same set (`own`: its metric on the same prompts)."""
+
+    circuit: str
+    circuit_task: str
+    task: str
+    faithfulness: Faithfulness
+    own_circuit: str | None
+    own: float | None
+    own_n_features: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def transfer_circuit(
+    store: CatalogStore,
+    loaded: LoadedModel,
+    tset: TranscoderSet,
+    circuit_ref: str,
+    task: Task,
+    *,
+    n_random: int = 20,
+    seed: int = 0,
+) -> Transfer:
+    """Measure circuit `circuit_ref` (name or uid) on `task`'s prompts; see `Transfer`. Nothing is
+    stored."""
+    from circuitcat.catalog.compare import resolve_circuit
+
+    circuit = resolve_circuit(store, circuit_ref)
+    set_uid = schema.transcoder_set_uid(schema.model_uid(loaded.name), tset.name)
+    if circuit["set_uid"] != set_uid:
+        raise TaskError(
+            f"circuit {circuit['name']!r} is on set {circuit['set_uid']!r}, the loaded one is "
+            f"{set_uid!r}; pass --set {circuit['set_uid']}"
+        )
+    means = resolve_means(store, loaded, tset, set_uid)
+    members = circuit_members(store, circuit["uid"])
+    result = measure_faithfulness(loaded.model, tset, task, members, means, n_random, seed)
+    own = [r for r in store.query("circuits_of_task", task=task.name) if r["set_uid"] == set_uid]
+    own_value = own_n = None
+    if own:
+        own_members = circuit_members(store, own[0]["uid"])
+        keep = keep_masks(tset, own_members)
+        own_value = task_metric(loaded.model, task, ablation_hooks(tset, keep, means.means))
+        own_n = len(own_members)
+    return Transfer(
+        circuit["uid"], circuit["task"], task.name, result,
+        own[0]["uid"] if own else None, own_value, own_n,
+    )  # fmt: skip

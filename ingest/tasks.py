@@ -444,3 +444,13 @@ def load_task(
     spec = builtin_task(name)
     split = split or spec.default_split
     return spec.build(tokenizer, n or min(spec.default_n, spec.available(split)), seed, split)
+
+
+def verify_size(name: str, prompts: Path | None = None) -> int | None:
+    """How many prompts `circuit verify` scores by default: the built-in task's `verify_n`
+    (at most what its default split holds); None for a task file (all of it) or an unknown
+    name (load_task then says so)."""
+    if prompts is not None or name not in BUILTIN_TASKS:
+        return None
+    spec = BUILTIN_TASKS[name]
+    return min(spec.verify_n, spec.available())
