@@ -492,6 +492,7 @@ def show_circuit(
                 "n_prompts": seen.get("n_prompts", 0),
                 "top_logits": top_logit_text(r["top_logits"]),
                 "label": r["label"],
+                "description": r["description"],  # the label, else the automatic one
             }
         )
     m = circuit_members(store, uid)

@@ -1,8 +1,9 @@
 """A stored circuit as a networkx graph, written as GraphML or node-link JSON.
 
-Nodes: the circuit's features, tokens and heads (with layer, index, score) and the task's
-target; edges: ATTRIBUTES summed over the task's prompts (`weight`, `n_prompts`). Read by the
-same named queries as `circuit show` (catalog/circuits.py `circuit_members`).
+Nodes: the circuit's features (with layer, index, score and description: the label, else the
+automatic one), tokens and heads (with layer, index, score) and the task's target; edges:
+ATTRIBUTES summed over the task's prompts (`weight`, `n_prompts`). Read by the same named
+queries as `circuit show` (catalog/circuits.py `circuit_members`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def circuit_graph(store: CatalogStore, circuit_uid: str) -> nx.DiGraph:
             layer=int(f["layer"]),
             index=int(f["feature_index"]),
             score=float(f["score"]),
+            # the label, else the automatic description; GraphML has no null: "" for none
+            description=str(f["description"] or ""),
         )
     for t in m.tokens:
         g.add_node(t["uid"], kind="token", text=str(t["token"]), score=float(t["score"]))

@@ -112,7 +112,8 @@ def _one(rows: list[dict[str, Any]], what: str, fix: str) -> dict[str, Any]:
     return rows[0]
 
 
-def _pick_set(store: CatalogStore, prompt_uid: str, set_uid: str | None) -> str:
+def pick_prompt_set(store: CatalogStore, prompt_uid: str, set_uid: str | None) -> str:
+    """The transcoder set of a prompt's stored graph: the given one, or the only one stored."""
     sets = [r["set_uid"] for r in store.query("prompt_sets", prompt=prompt_uid)]
     if set_uid is not None:
         if set_uid not in sets:
@@ -274,7 +275,7 @@ def prompt_graph_json(
         f"prompt {prompt_uid}",
         "list the stored ones with `circuitcat prompt list --task TASK`",
     )
-    set_uid = _pick_set(store, prompt_uid, set_uid)
+    set_uid = pick_prompt_set(store, prompt_uid, set_uid)
     tset = _one(
         store.query("transcoder_set", uid=set_uid),
         f"transcoder set {set_uid}",

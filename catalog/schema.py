@@ -107,7 +107,9 @@ NODE_PROPS: dict[NodeKind, dict[str, PropType]] = {
         "act_hist": PropType.FLOAT_LIST,
         "top_logits": S,
         "top_contexts": S,
-        "label": S,
+        "label": S,  # the newest human label (catalog/labels.py); ingest never writes it
+        # Deterministic, from the fields above (catalog/descriptions.py); never a label
+        "auto_description": S,
     },
     NodeKind.TOKEN: {"model": S, "token_id": INT, "text": S},
     NodeKind.HEAD: {"model": S, "layer": INT, "head": INT},

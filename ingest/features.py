@@ -15,6 +15,7 @@ Per feature, over every token of the corpus (a feature fires where its activatio
                   feature's activation on each, `pos` (the max position within the window) and
                   `value`. Kept with a streaming top-k: activations are never stored.
     top_logits    top positive and negative d_i . W_U tokens (weights.topk_logits)
+    auto_description  one line built from the fields above (catalog/descriptions.py)
 and per layer the mean of `blocks.L.ln2.hook_scale` over tokens (TranscoderSet.ln2_scale_mean).
 
 The accumulators are pure and live in ingest/feature_stats.py.
@@ -47,6 +48,7 @@ from torch import Tensor
 
 from circuitcat.catalog import CatalogStore, NodeBatch, NodeKind
 from circuitcat.catalog import schema as s
+from circuitcat.catalog.descriptions import auto_description
 from circuitcat.catalog.errors import IngestError
 from circuitcat.catalog.parts import WHOLE, Shard
 from circuitcat.catalog.records import RunRecord, now_iso
@@ -434,18 +436,23 @@ def feature_batch(
     st = stats.layers[layer]
     d_tc = st.fires.shape[0]
     mean = stats.act_mean(layer).cpu().tolist()
+    density = stats.density(layer).cpu().numpy()
+    contexts = contexts_json(st.top, token_texts(tokenizer, st.top.tokens.cpu()))
+    described = zip(density.tolist(), contexts, top_logits, strict=True)
     return NodeBatch(
         NodeKind.FEATURE,
         {
             "uid": [s.feature_uid(stats.set_uid, layer, i) for i in range(d_tc)],
-            "density": stats.density(layer).cpu().numpy(),
+            "density": density,
             "act_mean": [
                 None if f == 0 else m for f, m in zip(st.fires.tolist(), mean, strict=True)
             ],
             "act_max": st.act_max.double().cpu().numpy(),
             "act_hist": st.hist.double().cpu().tolist(),
             "top_logits": top_logits,
-            "top_contexts": contexts_json(st.top, token_texts(tokenizer, st.top.tokens.cpu())),
+            "top_contexts": contexts,
+            # Written with the statistics it is built from; a human label is never touched.
+            "auto_description": [auto_description(layer, d, c, g) for d, c, g in described],
             "run": [run] * d_tc,
         },
     )

@@ -220,6 +220,15 @@ def edge_batches() -> list[EdgeBatch]:
             tok,
             {"w": np.linspace(2, -2, N_TOKENS), "rank": np.arange(N_TOKENS), "run": run * N_TOKENS},
         ),
+        # A layer-0 feature that reads tokens (DEEMBEDS above) and promotes one.
+        EdgeBatch(
+            RelKind.PROMOTES,
+            F,
+            T,
+            feature_uids(0)[:1],
+            tok[4:],
+            {"w": [1.5], "rank": [0], "run": run},
+        ),
         EdgeBatch(
             RelKind.ATTRIBUTES,
             F,
@@ -420,7 +429,7 @@ EXPECTED_NODES = {
 EXPECTED_RELS = {
     "VIRTUAL_WEIGHT": 48,
     "DEEMBEDS": 10,
-    "PROMOTES": 5,
+    "PROMOTES": 6,
     "ATTRIBUTES": 9,
     "CONTAINS": 5,
     "OF_TASK": 2,

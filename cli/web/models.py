@@ -32,6 +32,7 @@ class FeatureRow(Open):
     layer: int | None = None
     feature_index: int | None = None
     label: str | None = None
+    description: str | None = Field(None, description="The label, else the automatic one.")
 
 
 class FeatureList(BaseModel):
@@ -77,6 +78,12 @@ class FeaturePage(BaseModel):
     act_mean: float | None
     act_max: float | None
     label: str | None = Field(description="The newest label.")
+    auto_description: str | None = Field(
+        None, description="Built from the catalog (layer, contexts, logits, density)."
+    )
+    description: str | None = Field(
+        None, description="The best there is: the label, else the automatic description."
+    )
     histogram: Histogram
     top_contexts: list[Context]
     promoted: list[Logit]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from circuitcat.catalog import CatalogStore
 from circuitcat.catalog.circuits import circuit_members, strongest_paths, top_logit_text
+from circuitcat.catalog.descriptions import best_description
 from circuitcat.catalog.errors import QueryError
 from circuitcat.catalog.labels import label_history
 
@@ -139,6 +140,8 @@ def feature_page(store: CatalogStore, uid: str, k: int = 12) -> dict[str, Any]:
         "act_mean": f["act_mean"],
         "act_max": f["act_max"],
         "label": f["label"],
+        "auto_description": f["auto_description"],
+        "description": best_description(f),
         "histogram": histogram(f["act_hist"]),
         "top_contexts": _parsed(f["top_contexts"], [])[:k],
         "promoted": [x for x in logits if x["w"] > 0][:k],
@@ -198,6 +201,7 @@ def circuit_graph(store: CatalogStore, uid: str) -> dict[str, Any]:
                 "name": f"L{f['layer']}/{f['feature_index']}",
                 "score": f["score"],
                 "label": f["label"],
+                "description": f["description"],
                 "density": f["density"],
                 "top_logits": top_logit_text(f["top_logits"]),
                 "answers": f"{seen['first_answer']}..{seen['last_answer']}" if seen else "",
@@ -245,8 +249,9 @@ def prompt_info(store: CatalogStore, uid: str) -> dict[str, Any]:
 
 
 def search(store: CatalogStore, text: str, limit: int = 20) -> dict[str, Any]:
-    """Features by label text, by token (read or promoted), a layer (`L3`: its features, most
-    active first), a feature uid, circuits by name, prompts by text."""
+    """Features by description text (label or automatic description), by token (read or
+    promoted), a layer (`L3`: its features, most active first), a feature uid, circuits by
+    name, prompts by text."""
     text = text.strip()
     found: dict[str, Any] = {"query": text}
     if not text:

@@ -16,7 +16,7 @@
       size: n.kind === "target" ? 0.6 : Math.abs(n.score || 0) / maxScore,
       order: n.kind === "token" && /^\d+$/.test(n.name) ? Number(n.name) : 0,
       name: n.kind === "token" ? JSON.stringify(n.name) : n.name,
-      title: n.kind === "feature" ? `${n.name}${n.label ? ` — ${n.label}` : ""}` : n.name,
+      title: n.kind === "feature" ? `${n.name}${n.description ? ` — ${n.description}` : ""}` : n.name,
       href: n.kind === "feature" ? cc.featureHref(n.id) : null,
       info: n.kind === "feature"
         ? [["score", num(n.score)], ["density", pct(n.density)], ["start years", n.answers || "-"], ["promotes", n.top_logits || "-"], "click to open"]
@@ -72,7 +72,7 @@
       { title: "score", class: "num", cell: (n) => num(n.score) },
       { title: "start years", cell: (n) => n.answers },
       { title: "promotes", cell: (n) => n.top_logits },
-      { title: "label", cell: (n) => n.label || "" },
+      { title: "description", cell: (n) => n.description || "" },
     ], rows, { id: "circuit-features" });
   }
 

@@ -19,7 +19,12 @@
         `transcoder set ${f.set_uid} · model ${f.model || "?"} · `,
         el("span", { id: "current-label" }, f.label ? `label: ${f.label}` : "no label yet"),
         latest ? el("span", { class: "muted" }, ` (${latest.author}, ${latest.created_at.slice(0, 16).replace("T", " ")})`) : null
-      )
+      ),
+      // The automatic description (catalog/descriptions.py): what the catalog says of it until
+      // a person labels it; a label always wins and this stays below it.
+      f.auto_description
+        ? el("p", { class: f.label ? "sub muted" : "sub", id: "auto-description" }, `automatic description: ${f.auto_description}`)
+        : null
     );
   }
 

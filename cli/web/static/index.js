@@ -48,7 +48,7 @@
     const form = el("form", { class: "inline", id: "feature-filter" },
       el("label", {}, "set", el("select", { name: "set" }, el("option", { value: "" }, "any"), sets)),
       el("label", {}, "layer", el("select", { name: "layer" }, el("option", { value: -1 }, "any"), layers.map((l) => el("option", { value: l }, `L${l}`)))),
-      el("label", {}, "label contains", el("input", { name: "label" })),
+      el("label", {}, "description contains", el("input", { name: "label" })),
       el("label", {}, "token", el("input", { name: "token", size: 8 })),
       el("label", {}, "sort", el("select", { name: "sort" }, ["density", "act_max", "act_mean", "index"].map((s) => el("option", { value: s }, s)))),
       el("label", {}, "order", el("select", { name: "order" }, el("option", { value: "desc" }, "desc"), el("option", { value: "asc" }, "asc"))),
@@ -80,7 +80,7 @@
       { title: "mean act", class: "num", cell: (f) => num(f.act_mean) },
       { title: "max act", class: "num", cell: (f) => num(f.act_max) },
       { title: "promotes", cell: (f) => f.top_logits || "" },
-      { title: "label", cell: (f) => f.label || "" }], rows, { id });
+      { title: "description", cell: (f) => f.description || f.label || "" }], rows, { id });
   }
 
   function weighted(rows, id) {
@@ -88,7 +88,7 @@
     return table([
       { title: "feature", cell: (f) => featureLink(f.uid) },
       { title: "w", class: "num", cell: (f) => signed(f.w) },
-      { title: "label", cell: (f) => f.label || "" }], rows, { id });
+      { title: "description", cell: (f) => f.description || f.label || "" }], rows, { id });
   }
 
   const tokenResults = (d) => el("div", { class: "grid two" },
@@ -99,7 +99,7 @@
     const parts = [];
     if (r.feature) parts.push(section("Feature", featureLink(r.feature, r.feature)));
     if (r.layer) parts.push(section(`Features of ${r.query}, densest first`, featureTable(r.layer, "layer-features")));
-    parts.push(section("Features whose label matches",
+    parts.push(section("Features whose description matches",
       r.labelled.length ? featureTable(r.labelled, "labelled") : el("p", { class: "muted", id: "labelled" }, "none")));
     parts.push(section("By token", tokenResults({ token: r.query, reading: r.reading_token, promoting: r.promoting_token })));
     if (r.circuits.length) {
