@@ -14,16 +14,23 @@ from transformers import PreTrainedTokenizerFast
 
 from circuitcat.catalog.errors import TaskError
 from circuitcat.ingest.tasks import (
+    BUILTIN_TASKS,
     GREATER_THAN_NOUNS,
     GREATER_THAN_SPLITS,
+    NUMBER_WORDS,
     batch_tokens,
+    counting,
     greater_than,
+    less_than,
     load_jsonl_task,
+    load_task,
     prob_diff,
     score,
+    verify_size,
     year_token_ids,
 )
 from circuitcat.ingest.toy.tokenizer import load_tokenizer, save_tokenizer
+from circuitcat.ingest.toy.words import NUMBER_WORDS as TOY_NUMBER_WORDS
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +38,12 @@ def toy_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> PreTrainedTokeniz
     return load_tokenizer(save_tokenizer(tmp_path_factory.mktemp("tok")))
 
 
-def gpt2_like_tokenizer(with_years: bool = True) -> PreTrainedTokenizerFast:
+def gpt2_like_tokenizer(
+    with_years: bool = True, extra: Sequence[str] = ()
+) -> PreTrainedTokenizerFast:
     """Splits like GPT-2: " 1732" -> " 17" + "32"; words carry their leading space."""
     words = ["The", "<|endoftext|>", ",", '"'] + [f" {w}" for w in GREATER_THAN_NOUNS]
+    words += [w for w in extra if w not in words]
     words += [" lasted", " from", " the", " year", " to", " Paris", " Rome", " is", " in"]
     words += [f" {c}" for c in range(10, 20)]
     if with_years:
@@ -158,3 +168,57 @@ def test_jsonl_missing_and_empty(tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_text("\n\n")
     with pytest.raises(TaskError, match="has no prompts"):
         load_jsonl_task(tmp_path / "empty.jsonl", gpt2_like_tokenizer())
+
+
+# ---- the built-in task registry (issue 20) ---------------------------------------------------
+
+
+def test_registry_builds_every_builtin_task(toy_tokenizer: PreTrainedTokenizerFast) -> None:
+    assert list(BUILTIN_TASKS) == ["greater-than", "less-than", "counting"]
+    for name, spec in BUILTIN_TASKS.items():
+        task = load_task(name, toy_tokenizer)
+        assert task.name == name == spec.name and task.metric == spec.metric
+        assert len(task.prompts) == min(spec.default_n, spec.available())
+        assert len({p.text for p in task.prompts}) == len(task.prompts)
+        for p in task.prompts:
+            assert p.correct and p.incorrect and not set(p.correct) & set(p.incorrect)
+        assert load_task(name, toy_tokenizer, n=5, seed=4) == load_task(
+            name, toy_tokenizer, n=5, seed=4
+        )
+        assert verify_size(name) == min(spec.verify_n, spec.available())
+    # greater-than is unchanged by the registry: the same prompts as before
+    assert load_task("greater-than", toy_tokenizer) == greater_than(toy_tokenizer, n=100)
+
+
+def test_less_than_answers_are_earlier_years(toy_tokenizer: PreTrainedTokenizerFast) -> None:
+    task = less_than(toy_tokenizer, n=100, seed=0, split="eval")
+    years = year_token_ids(toy_tokenizer).tolist()
+    for p in task.prompts:
+        yy = int(p.answer)
+        assert yy in GREATER_THAN_SPLITS["eval"] and "lasted until" in p.text
+        assert p.tokens[-8] == years[yy]
+        assert set(p.correct) == set(years[:yy]) and set(p.incorrect) == set(years[yy:])
+    gpt2 = gpt2_like_tokenizer(extra=[" until", ",", " it", " began"])
+    assert len(less_than(gpt2, n=10, split="all").prompts) == 10
+
+
+def test_counting_prompts(toy_tokenizer: PreTrainedTokenizerFast) -> None:
+    task = counting(toy_tokenizer, n=70, split="all")
+    assert len(task.prompts) == 70 == BUILTIN_TASKS["counting"].available("all")
+    for p in task.prompts:
+        words = p.text.removeprefix("count : ").split()
+        start = NUMBER_WORDS.index(words[0])
+        assert words == list(NUMBER_WORDS[start : start + len(words)]) and 2 <= len(words) <= 5
+        assert p.answer == NUMBER_WORDS[start + len(words)]
+        assert toy_tokenizer.decode(list(p.correct)).strip() == p.answer
+        assert len(p.incorrect) == len(NUMBER_WORDS) - 1
+    held_out = counting(toy_tokenizer, n=14, split="eval")
+    assert {NUMBER_WORDS.index(p.answer) % 5 for p in held_out.prompts} == {3}
+    assert NUMBER_WORDS == TOY_NUMBER_WORDS  # the toy's corpus counts with the same words
+
+
+def test_unknown_task_names_the_builtin_ones(toy_tokenizer: PreTrainedTokenizerFast) -> None:
+    with pytest.raises(TaskError, match="built-in tasks are greater-than, less-than, counting"):
+        load_task("nope", toy_tokenizer)
+    with pytest.raises(TaskError, match=r"split 'all' has 1\.\.70"):
+        load_task("counting", toy_tokenizer, n=71)
