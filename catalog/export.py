@@ -58,5 +58,6 @@ def write_graph(g: nx.DiGraph, out: Path) -> Path:
     if out.suffix == ".graphml":
         nx.write_graphml(g, out)
     else:
-        out.write_text(json.dumps(nx.node_link_data(g, edges="links"), indent=1))
+        # The keys networkx's default `nx.node_link_graph(json.load(f))` reads (3.4 and later)
+        out.write_text(json.dumps(nx.node_link_data(g, edges="edges"), indent=1))
     return out

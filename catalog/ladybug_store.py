@@ -9,8 +9,9 @@ that only read open the file read-only as well.
 from __future__ import annotations
 
 import re
+import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,14 @@ from .errors import (
     StoreUnavailableError,
 )
 from .protocol import QueryResult, StoreSettings
-from .readonly import check_ladybug
+from .readonly import PORTABLE_CYPHER, check_ladybug
 from .schema import NODE_PROPS, REL_SPECS, NodeKind, RelKind, quote
 
 DB_FILE = "catalog.lbug"
+# A read-only open that meets a writer's checkpoint is refused by the engine; it is retried
+# this long (docs/neo4j.md, "Reading while a job writes").
+CHECKPOINT_WAIT_S = 120.0
+_CHECKPOINT = ("checkpoint is in progress", "checkpoint recovery is pending", "shadow pages")
 _UPGRADE_HINT = (
     " (this catalog was made by an older circuitcat: open it once for writing, e.g. "
     "`circuitcat store init`, to add what it lacks)"
@@ -45,6 +50,16 @@ def database_file(uri: str) -> Path:
     return path if path.suffix == ".lbug" else path / DB_FILE
 
 
+def require_catalog(path: Path) -> None:
+    """StoreUnavailableError unless `path` (a database file) holds a catalog: commands other
+    than `store init` and the ingest jobs never create one where a path was mistyped."""
+    if not path.is_file():
+        raise StoreUnavailableError(
+            f"there is no catalog at {path}; create one with `circuitcat store init` or an "
+            "ingest job, or pass --store PATH to an existing one"
+        )
+
+
 def _plain(value: Any) -> Any:
     # Nodes and relationships come back as dicts with internal keys (_ID, _LABEL, _SRC, _DST);
     # keep only the properties, as the Neo4j store does.
@@ -55,6 +70,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Errors where Cypher that Neo4j runs may fail here (a missing property, a function the engine
+# lacks, 0-based list indexing): the message points to the portable subset.
+_DIALECT_ERRORS = ("Binder exception", "Parser exception", "Catalog exception", "Runtime exception")
 _MISSING_KEY = "Unable to find primary key"  # the engine's COPY error for a missing endpoint
 
 
@@ -69,15 +87,14 @@ class LadybugStore(BaseStore):
         self._conn: ladybug.Connection | None = None
         self._columns: dict[str, list[str]] = {}
         self._hint = ""
+        # Told once when a read-only open waits for a writer's checkpoint (open_store(on_wait)).
+        self.on_wait: Callable[[str], None] | None = None
 
     def connect(self) -> None:
         fix = "pass --store PATH (or set CIRCUITCAT_STORE) to a writable location"
         read_only = self.settings.read_only
-        if read_only and not self.path.is_file():
-            raise StoreUnavailableError(
-                f"there is no catalog at {self.path}; create one with `circuitcat store init` "
-                "or an ingest job, or pass --store PATH to an existing one"
-            )
+        if read_only:
+            require_catalog(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -87,11 +104,36 @@ class LadybugStore(BaseStore):
                 f"cannot create the store folder {self.path.parent}: {why}; {fix}"
             ) from e
         try:
-            self._db = ladybug.Database(str(self.path), read_only=read_only)
-            self._conn = ladybug.Connection(self._db)
+            self._open(read_only)
         except RuntimeError as e:
             raise StoreUnavailableError(_open_error(self.path, str(e), fix)) from e
         self._hint = _UPGRADE_HINT if read_only and self._outdated() else ""
+
+    def _open(self, read_only: bool) -> None:
+        """Open the file. Read-only opens share it with a writer (another process's job or
+        `serve`); one that meets the writer's checkpoint is retried for CHECKPOINT_WAIT_S."""
+        deadline = time.monotonic() + CHECKPOINT_WAIT_S
+        told = False
+        while True:
+            try:
+                self._db = ladybug.Database(str(self.path), read_only=read_only)
+                self._conn = ladybug.Connection(self._db)
+                return
+            except RuntimeError as e:
+                if not read_only or not any(c in str(e) for c in _CHECKPOINT):
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreUnavailableError(
+                        f"a writer has been checkpointing {self.path} for over "
+                        f"{CHECKPOINT_WAIT_S:.0f} s; try again when its job has finished"
+                    ) from e
+                if not told and self.on_wait is not None:
+                    self.on_wait(
+                        f"waiting: a writer is checkpointing {self.path} (up to "
+                        f"{CHECKPOINT_WAIT_S:.0f} s)"
+                    )
+                told = True
+                time.sleep(0.05)
 
     def _outdated(self) -> bool:
         """Whether the file lacks tables or properties of this circuitcat's schema (a read-only
@@ -120,12 +162,17 @@ class LadybugStore(BaseStore):
         try:
             result = self.conn.execute(text, dict(params or {}))
         except RuntimeError as e:
-            raise QueryError(f"query failed on the embedded store: {e}{self._hint}") from e
+            raise QueryError(self._failed(str(e))) from e
         if isinstance(result, list):  # several statements: keep the last one's rows
             result = result[-1]
         columns = result.get_column_names()
         rows = [[_plain(v) for v in row] for row in result.get_all()]
         return QueryResult(columns, rows)
+
+    def _failed(self, error: str) -> str:
+        """The engine's error, with where to look when it is Cypher the other store takes."""
+        where = PORTABLE_CYPHER if error.startswith(_DIALECT_ERRORS) else ""
+        return f"query failed on the embedded store: {error.strip()}{self._hint}{where}"
 
     @contextmanager
     def _transaction(self, read_only: bool = False) -> Iterator[None]:
@@ -237,12 +284,11 @@ class LadybugStore(BaseStore):
             warnings.simplefilter("ignore", DeprecationWarning)
             prepared = self.conn.prepare(text)
         if not prepared.is_success():
-            error = prepared.get_error_message()
-            raise QueryError(f"query failed on the embedded store: {error}{self._hint}")
+            raise QueryError(self._failed(prepared.get_error_message()))
         try:
             result = self.conn.execute(prepared, dict(params or {}))
         except RuntimeError as e:
-            raise QueryError(f"query failed on the embedded store: {e}{self._hint}") from e
+            raise QueryError(self._failed(str(e))) from e
         if isinstance(result, list):
             raise ReadOnlyViolationError("a read-only query is one statement")
         return QueryResult(

@@ -46,7 +46,7 @@ from .errors import (
     StoreUnavailableError,
 )
 from .protocol import QueryResult, StoreSettings
-from .readonly import check_neo4j_plan
+from .readonly import PORTABLE_CYPHER, check_neo4j_plan
 from .schema import REL_SPECS
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,8 @@ class Neo4jStore(BaseStore):
                 raise QueryTimeoutError(
                     "the query ran past its time limit and the server stopped it"
                 ) from e
-            raise QueryError(f"Neo4j rejected the query: {e.message or e}") from e
+            where = PORTABLE_CYPHER if "Statement" in (e.code or "") else ""
+            raise QueryError(f"Neo4j rejected the query: {e.message or e}{where}") from e
         except nx.DriverError as e:
             raise StoreError(f"Neo4j driver error talking to {uri}: {e}") from e
         except ValueError as e:  # the driver's own URI and address checks

@@ -19,12 +19,16 @@ still allows:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import QueryError, ReadOnlyViolationError
+
+# Appended to an engine's error where Cypher that one store runs may fail on the other.
+PORTABLE_CYPHER = ' (Cypher that runs on both stores: docs/neo4j.md, "Cypher on both stores")'
 
 _LEXER = re.compile(
     r"""
@@ -214,3 +218,84 @@ def check_neo4j_plan(plan: Mapping[str, Any], database: str) -> None:
                     f"procedure {name} is not on the read-only list "
                     f"({', '.join(sorted(NEO4J_PROCEDURES))}); {_WRITE_HINT}"
                 )
+
+
+# ---- parameter types --------------------------------------------------------------------------
+
+_TYPE_WORDS = {"STRING": "text", "INT64": "an integer", "DOUBLE": "a number"}
+
+
+def _prop_types() -> dict[str, set[str]]:
+    """Property name -> the types it has in the schema's node and relationship tables."""
+    from .schema import NODE_PROPS, REL_SPECS
+
+    types: dict[str, set[str]] = {"uid": {"STRING"}, "run": {"STRING"}}
+    tables = [*NODE_PROPS.values(), *(spec.props for spec in REL_SPECS.values())]
+    for props in tables:
+        for name, ptype in props.items():
+            types.setdefault(name, set()).add(str(ptype))
+    return types
+
+
+def parameter_types(text: str) -> dict[str, str]:
+    """The type each $parameter needs, where the query says so plainly: compared with a stored
+    property (`{layer: $layer}`, `f.uid = $uid`, `$x = f.uid`) or used by LIMIT/SKIP."""
+    toks = tokens(text)
+    props = _prop_types()
+    needs: dict[str, str] = {}
+
+    def prop_at(i: int) -> str | None:
+        return toks[i].text.strip("`") if 0 <= i < len(toks) else None
+
+    for i, t in enumerate(toks):
+        if t.kind != "param":
+            continue
+        name = t.text[1:].strip("`")
+        before = toks[i - 1].text.upper() if i else ""
+        prop = None
+        if before in ("LIMIT", "SKIP"):
+            needs[name] = "INT64"
+            continue
+        if before == ":" and i >= 2 and toks[i - 2].kind in ("word", "quoted"):
+            prop = prop_at(i - 2)  # {prop: $p}
+        elif before in ("=", "<>") and i >= 3 and toks[i - 3].text == ".":
+            prop = prop_at(i - 2)  # x.prop = $p
+        elif i + 3 < len(toks) and toks[i + 1].text in ("=", "<>") and toks[i + 3].text == ".":
+            prop = prop_at(i + 4)  # $p = x.prop
+        found = props.get(prop or "", set())
+        if len(found) == 1 and next(iter(found)) in _TYPE_WORDS:
+            needs[name] = next(iter(found))
+    return needs
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "null" if value is None else "a list" if isinstance(value, list) else "an object"
+
+
+def check_parameter_types(text: str, params: Mapping[str, Any]) -> None:
+    """QueryError naming a parameter whose value has the wrong type for the query (docs/neo4j.md,
+    "Parameters"), before the engine fails on it with a cast error."""
+    for name, needed in parameter_types(text).items():
+        if name not in params or params[name] is None:
+            continue
+        value, given = params[name], _kind(params[name])
+        ok = {
+            "STRING": isinstance(value, str),
+            "INT64": isinstance(value, int) and not isinstance(value, bool),
+            "DOUBLE": isinstance(value, int | float) and not isinstance(value, bool),
+        }[needed]
+        if not ok:
+            fix = f"-p '{name}=\"{value}\"'" if needed == "STRING" else f"-p {name}=<number>"
+            raise QueryError(
+                f"parameter {name} needs {_TYPE_WORDS[needed]} ({needed}) but got {given} "
+                f"({json.dumps(value)}): -p values are read as JSON where they parse, so write "
+                f'{fix} (docs/neo4j.md, "Parameters")'
+            )

@@ -8,6 +8,7 @@ name, imported only when used, so the CLI does not load every driver) and a sche
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from .errors import StoreUnavailableError
@@ -52,14 +53,23 @@ def _backend(settings: StoreSettings) -> Any:
 
 
 def open_store(
-    uri: str | None = None, *, init: bool = True, read_only: bool = False, **kwargs: Any
+    uri: str | None = None,
+    *,
+    init: bool = True,
+    read_only: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+    **kwargs: Any,
 ) -> CatalogStore:
     """Connect to the store at `uri` (see module doc) and, by default, create its schema.
 
-    `read_only`: for commands that only read. The embedded file opens read-only (a missing one
-    is an error, not a new catalog) and no schema is created; writes are refused."""
+    `read_only`: for commands that only read. The embedded file opens read-only: no byte of it
+    changes, a missing one is an error (not a new catalog), no schema is created, writes are
+    refused, and it opens while a writer holds it (an open that meets the writer's checkpoint
+    waits for it, telling `on_wait` once why)."""
     settings = resolve_settings(uri, read_only=read_only, **kwargs)
     store: CatalogStore = _backend(settings)(settings)
+    if on_wait is not None and not settings.is_neo4j:
+        store.on_wait = on_wait  # type: ignore[attr-defined]
     store.connect()
     try:
         if init and not read_only:

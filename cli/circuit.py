@@ -26,6 +26,7 @@ from .common import (
     err_console,
     handle_errors,
     pick_device,
+    read_store,
 )
 from .output import Format, render, render_record
 
@@ -41,9 +42,9 @@ FEATURE_COLUMNS = ["layer", "index", "score", "answers", "n_prompts", "top_logit
 @handle_errors
 def find(
     task: Annotated[str, typer.Option(help="Task whose prompt graphs to aggregate.")],
-    name: Annotated[str | None, typer.Option(help="Circuit name [default: the task].")] = None,
+    name: Annotated[str | None, typer.Option(help="Circuit name (default: the task).")] = None,
     top_n: Annotated[
-        int | None, typer.Option(help="Keep this many features [default: 5% of live ones].")
+        int | None, typer.Option(help="Keep this many features (default: 5% of live ones).")
     ] = None,
     threshold: Annotated[
         float | None, typer.Option(help="Keep features scoring at least this instead.")
@@ -126,7 +127,7 @@ def show(
     paths. json: everything; jsonl and csv: the features."""
     from circuitcat.catalog.circuits import show_circuit
 
-    with open_store(store) as catalog:
+    with read_store(store) as catalog:
         view = show_circuit(catalog, name, set_uid, task, limit)
     if fmt is Format.table:
         typer.echo(_show_tables(view))
@@ -159,7 +160,7 @@ def verify(
     set_name: Annotated[str | None, typer.Option(hidden=True)] = None,  # old spelling of --set
     n: Annotated[
         int | None,
-        typer.Option(help="Prompts to score [greater-than, less-than 200; counting 70]."),
+        typer.Option(help="Prompts to score (greater-than, less-than 200; counting 70)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed that picks them (find used 0).")] = 1,
     prompts: Annotated[Path | None, typer.Option(help="JSONL prompts (custom tasks).")] = None,
@@ -227,7 +228,7 @@ def render_command(
 
     from .render import render_circuit
 
-    with open_store(store) as catalog:
+    with read_store(store) as catalog:
         circuit = get_circuit(catalog, name, set_uid, task)
         path = render_circuit(
             catalog, circuit["uid"], out, f"{name} ({circuit['set_uid']})", per_layer
@@ -239,7 +240,13 @@ def render_command(
 @handle_errors
 def export(
     name: Annotated[str, typer.Argument(help="Circuit name (see `circuitcat circuit find`).")],
-    out: Annotated[Path, typer.Option(help="Output file: .graphml or .json (networkx node-link).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output file: .graphml, or .json in networkx node-link form, which "
+            "`nx.node_link_graph(json.load(f))` reads with its defaults."
+        ),
+    ],
     set_uid: SetOption = None,
     task: Annotated[str | None, typer.Option(help="Task, when names repeat.")] = None,
     store: StoreOption = None,
@@ -249,7 +256,7 @@ def export(
     from circuitcat.catalog.circuits import get_circuit
     from circuitcat.catalog.export import circuit_graph, write_graph
 
-    with open_store(store) as catalog:
+    with read_store(store) as catalog:
         graph = circuit_graph(catalog, get_circuit(catalog, name, set_uid, task)["uid"])
     path = write_graph(graph, out)
     typer.echo(f"wrote {path}: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")

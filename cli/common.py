@@ -1,5 +1,6 @@
-"""What every command shares: the --store option, the --format option, and the one place where
-library errors become a red line on stderr and exit code 1."""
+"""What every command shares: the --store option, the --format option, `read_store` (how every
+command that only reads opens the catalog), and the one place where library errors become a red
+line on stderr and exit code 1."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, ProgressColumn
 
+from circuitcat.catalog import CatalogStore, open_store
 from circuitcat.catalog.errors import CircuitcatError
 
 P = ParamSpec("P")
@@ -39,7 +41,7 @@ class Format(StrEnum):
 
 SetOption = Annotated[
     str | None,
-    typer.Option("--set", help="Transcoder set uid, e.g. toy-years/tc-v1 [default: the only one]."),
+    typer.Option("--set", help="Transcoder set uid, e.g. toy-years/tc-v1 (default: the only one)."),
 ]
 ModelOption = Annotated[
     str | None,
@@ -52,14 +54,14 @@ TranscodersOption = Annotated[
 DeviceOption = Annotated[str, typer.Option(help="torch device: auto, cpu, cuda, cuda:1 ...")]
 ThreadsOption = Annotated[
     int | None,
-    typer.Option(help="torch CPU threads [default: half the cores, at most 8; 1 on 2 cores]."),
+    typer.Option(help="torch CPU threads (default: half the cores, at most 8; 1 on 2 cores)."),
 ]
 ProcessingOption = Annotated[
     str | None,
     typer.Option(
         help="Model processing, only for a set that records none: none, default "
         "(transformer_lens from_pretrained), or flags such as fold_ln,center_writing_weights "
-        "[default: what the set records]."
+        "(default: what the set records)."
     ),
 ]
 AllowPickleOption = Annotated[bool, typer.Option(help="Allow .pt pickles (trusted files only).")]
@@ -86,6 +88,32 @@ StoreOption = Annotated[
     ),
 ]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+def read_store(store: str | None) -> CatalogStore:
+    """The catalog for a command that only reads, opened read-only: `with read_store(store) as
+    catalog: ...`. No byte of an embedded file changes; it opens while a writer (an ingest job,
+    a label-writing `serve`) holds it, waiting with a message while the writer checkpoints; a
+    location without a catalog is one error line, never a new catalog. Every command that only
+    reads opens the catalog through here; commands that write use `open_store(store)`."""
+    return open_store(store, read_only=True, on_wait=_say_waiting)
+
+
+def existing_store(store: str | None) -> CatalogStore:
+    """The catalog for a command that writes into one that must exist already (a label, a
+    `--write` query): like `open_store(store)`, but a location without a catalog is one error
+    line, never a new catalog. Only `store init` and the ingest jobs create catalogs."""
+    from circuitcat.catalog.ladybug_store import database_file, require_catalog
+    from circuitcat.catalog.store import resolve_settings
+
+    settings = resolve_settings(store)
+    if not settings.is_neo4j:
+        require_catalog(database_file(settings.uri))
+    return open_store(store)
+
+
+def _say_waiting(message: str) -> None:
+    err_console.print(f"[yellow]{message}[/yellow]", highlight=False, soft_wrap=True)
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:

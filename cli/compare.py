@@ -126,7 +126,7 @@ def _match(catalog: Any, set_a: str, set_b: str, threshold: float) -> Any:
 def transfer(
     circuit: CircuitArg,
     task: Annotated[str, typer.Option(help="Task whose prompts to score circuit A on.")],
-    n: Annotated[int | None, typer.Option(help="Prompts [the task's verify size].")] = None,
+    n: Annotated[int | None, typer.Option(help="Prompts (the task's verify size).")] = None,
     seed: Annotated[int, typer.Option(help="Seed that picks them.")] = 1,
     prompts: Annotated[Path | None, typer.Option(help="JSONL prompts (custom tasks).")] = None,
     draws: Annotated[int, typer.Option(help="Random circuits of A's size.")] = 20,

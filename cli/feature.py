@@ -12,10 +12,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from circuitcat.catalog import open_store
 from circuitcat.catalog.errors import QueryError
 
-from .common import FormatOption, SetOption, StoreOption, handle_errors
+from .common import FormatOption, SetOption, StoreOption, existing_store, handle_errors, read_store
 from .output import Format, render_record
 
 app = typer.Typer(help="Look at single features.", no_args_is_help=True)
@@ -40,9 +39,25 @@ def _resolve_uid(catalog: Any, uid: str, set_uid: str | None) -> str:
     return f"{set_uid or sets[0]}/{uid}"
 
 
-def _missing(uid: str) -> QueryError:
-    match = re.search(r"^(.*)/L(\d+)/\d+$", uid)
-    set_uid, layer = (match.group(1), match.group(2)) if match else ("SET", "0")
+def _missing(catalog: Any, uid: str) -> QueryError:
+    """Why the feature is not there, with a command that lists ones that are."""
+    match = re.search(r"^(.*)/L(\d+)/(\d+)$", uid)
+    set_uid, layer = (match.group(1), int(match.group(2))) if match else ("SET", 0)
+    found = [r for r in catalog.query("transcoder_sets") if r["uid"] == set_uid]
+    if match and found:
+        model = catalog.query("model", uid=found[0]["model"])
+        n_layers = model[0]["n_layers"] if model else None
+        if n_layers is not None and layer >= n_layers:
+            return QueryError(
+                f"no feature {uid!r}: model {model[0]['name']} has {n_layers} layers "
+                f"(L0 to L{n_layers - 1}); list some with `circuitcat query named "
+                f"features_in_layer -p set_uid={set_uid} -p layer=0 -p limit=10`"
+            )
+        if found[0]["d_transcoder"] is not None and int(match.group(3)) >= found[0]["d_transcoder"]:
+            return QueryError(
+                f"no feature {uid!r}: each layer of {set_uid} has {found[0]['d_transcoder']} "
+                f"features (0 to {found[0]['d_transcoder'] - 1})"
+            )
     return QueryError(
         f"no feature {uid!r} in the catalog; list some with `circuitcat query named "
         f"features_in_layer -p set_uid={set_uid} -p layer={layer} -p limit=10`"
@@ -73,11 +88,11 @@ def show(
     tokens highlighted), the logits it promotes and the features it reads from.
 
     json/jsonl: the whole feature with parsed contexts and logits; csv: field/value rows."""
-    with open_store(store) as catalog:
+    with read_store(store) as catalog:
         uid = _resolve_uid(catalog, uid, set_uid)
         rows = catalog.query("feature", uid=uid)
         if not rows:
-            raise _missing(uid)
+            raise _missing(catalog, uid)
         sources = catalog.query("feature_sources", uid=uid, limit=limit)
     f = rows[0]
     if fmt is not Format.table:
@@ -142,7 +157,7 @@ def label(
     text: Annotated[str, typer.Argument(help="The label, e.g. 'start year in the 90s'.")],
     author: Annotated[
         str | None,
-        typer.Option(envvar="CIRCUITCAT_AUTHOR", help="Who gives the label [default: login name]."),
+        typer.Option(envvar="CIRCUITCAT_AUTHOR", help="Who gives the label (default: login name)."),
     ] = None,
     set_uid: SetOption = None,
     store: StoreOption = None,
@@ -152,7 +167,7 @@ def label(
     Labels survive re-ingest and travel with `store copy`."""
     from circuitcat.catalog.labels import add_label
 
-    with open_store(store) as catalog:
+    with existing_store(store) as catalog:
         uid = _resolve_uid(catalog, uid, set_uid)
         stored = add_label(catalog, uid, text, author or _login_name())
     typer.echo(

@@ -130,11 +130,11 @@ def features(  # over 60 lines: one typer option a line; the body is ~20
     n_docs: Annotated[int, typer.Option(help="Documents generated for --corpus toy.")] = 2000,
     max_tokens: Annotated[int | None, typer.Option(help="Stop after this many tokens.")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 32,
-    ctx: Annotated[int | None, typer.Option(help="Window length [default: model n_ctx].")] = None,
+    ctx: Annotated[int | None, typer.Option(help="Window length (default: model n_ctx).")] = None,
     allow_pickle: AllowPickleOption = False,
     device: DeviceOption = "auto",
     checkpoint_dir: Annotated[
-        Path | None, typer.Option(help="Checkpoint folder [default: per-user cache].")
+        Path | None, typer.Option(help="Checkpoint folder (default: per-user cache).")
     ] = None,
     threads: ThreadsOption = None,
     shard: ShardOption = None,
@@ -265,7 +265,7 @@ def _token_progress() -> Iterator[Callable[[int, int | None], None]]:
 @handle_errors
 def prompts(
     task: Annotated[str, typer.Option(help="greater-than, less-than, counting, or a name for --prompts.")],
-    n: Annotated[int | None, typer.Option(help="Prompts [built-in: 100, counting 40; file: all].")] = None,
+    n: Annotated[int | None, typer.Option(help="Prompts (built-in: 100, counting 40; file: all).")] = None,
     prompts_file: Annotated[
         Path | None, typer.Option("--prompts", help="JSONL: prompt, correct, incorrect.")
     ] = None,
@@ -276,7 +276,7 @@ def prompts(
     depth: Annotated[int, typer.Option(help="--method paths: edges per path.")] = 3,
     branches: Annotated[int, typer.Option(help="--method paths: beam width.")] = 3,
     max_features: Annotated[
-        int | None, typer.Option(help="Strongest active features kept per prompt [all].")
+        int | None, typer.Option(help="Strongest active features kept per prompt (all).")
     ] = None,
     heads: Annotated[bool, typer.Option(help="Write Head -> node edges (by first hop).")] = True,
     split_edges: Annotated[

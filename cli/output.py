@@ -14,11 +14,13 @@ from rich.table import Table
 from .common import Format
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, exact: bool = False) -> str:
+    """A value as table text (floats to 6 significant figures), or `exact` as CSV text (floats
+    as Python writes them: every digit needed to read the same float back)."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return repr(value) if exact else f"{value:.6g}"
     if isinstance(value, dict | list):
         return json.dumps(value, default=str)
     return str(value)
@@ -38,7 +40,7 @@ def render(
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows([[_cell(v) for v in r] for r in rows])
+        writer.writerows([[_cell(v, exact=True) for v in r] for r in rows])
         return buf.getvalue().rstrip("\n")
     table = Table(title=title)
     for col in columns:

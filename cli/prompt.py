@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from circuitcat.catalog import open_store
-
-from .common import FormatOption, SetOption, StoreOption, err_console, handle_errors
+from .common import FormatOption, SetOption, StoreOption, err_console, handle_errors, read_store
 from .output import Format, render
 
 app = typer.Typer(
@@ -30,7 +28,7 @@ def list_prompts(
     """The task's prompts with a fully stored attribution graph: uid, text, answer, metric."""
     from circuitcat.catalog.circuits import pick_set
 
-    with open_store(store) as catalog:
+    with read_store(store) as catalog:
         rows = catalog.query(
             "attributed_prompts", set_uid=pick_set(catalog, task, set_uid), task=task
         )
@@ -54,11 +52,11 @@ def export(
         ),
     ],
     set_uid: SetOption = None,
-    slug: Annotated[str | None, typer.Option(help="Graph slug [default: from the uids].")] = None,
+    slug: Annotated[str | None, typer.Option(help="Graph slug (default: from the uids).")] = None,
     scan: Annotated[
         str | None,
         typer.Option(
-            help="Model id for the viewer (on Neuronpedia: its model id) [default: model]."
+            help="Model id for the viewer (on Neuronpedia: its model id) (default: model)."
         ),
     ] = None,
     store: StoreOption = None,
@@ -68,7 +66,7 @@ def export(
     feature's activation and every node's cumulative influence on the target."""
     from circuitcat.catalog.graph_json import prompt_graph_json, write_graph_json
 
-    with open_store(store) as catalog:
+    with read_store(store) as catalog:
         graph = prompt_graph_json(catalog, prompt, set_uid, slug=slug, scan=scan)
     path = write_graph_json(graph, out)
     typer.echo(f"wrote {path}: {len(graph.nodes)} nodes, {len(graph.links)} links")

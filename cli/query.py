@@ -6,17 +6,31 @@ from typing import Annotated
 
 import typer
 
-from circuitcat.catalog import open_store
-from circuitcat.catalog.queries import load_queries
+from circuitcat.catalog.queries import get_query, load_queries
+from circuitcat.catalog.readonly import check_parameter_types
 
-from .common import FormatOption, StoreOption, handle_errors, parse_params
+from .common import (
+    FormatOption,
+    StoreOption,
+    err_console,
+    existing_store,
+    handle_errors,
+    parse_params,
+    read_store,
+)
 from .output import Format, render
 
 app = typer.Typer(help="Query the catalog with Cypher.", no_args_is_help=True)
 
 ParamOption = Annotated[
     list[str] | None,
-    typer.Option("--param", "-p", help="Query parameter as key=value (value parsed as JSON)."),
+    typer.Option(
+        "--param",
+        "-p",
+        help="Query parameter as key=value. The value is read as JSON where it parses (45 is "
+        "an integer, 0.5 a number, [1,2] a list, true, null), else as text; for text that "
+        "looks like a number, quote it: -p 'token=\"45\"'.",
+    ),
 ]
 
 
@@ -34,7 +48,8 @@ def cypher(
     """Run a Cypher query. Without --write it is read-only: it cannot change the catalog, read
     or write files, fetch URLs or act on the server (docs/neo4j.md, "Read-only")."""
     params = parse_params(param)
-    with open_store(store, read_only=not write) as catalog:
+    check_parameter_types(query, params)
+    with existing_store(store) if write else read_store(store) as catalog:
         result = catalog.run_cypher(query, params, write=write)
     typer.echo(render(result.columns, result.rows, fmt))
 
@@ -49,8 +64,14 @@ def named(
 ) -> None:
     """Run one of circuitcat's named queries with parameters (read-only)."""
     params = parse_params(param)
-    with open_store(store, read_only=True) as catalog:
+    with read_store(store) as catalog:
+        check_parameter_types(get_query(catalog.backend, name), params)
         records = catalog.query(name, **params)
+    if not records:  # a note, not data: stdout stays parseable in json/jsonl/csv
+        if fmt is Format.table:
+            typer.echo("0 rows")
+            return
+        err_console.print("0 rows", highlight=False)
     columns = list(records[0]) if records else []
     typer.echo(render(columns, [list(r.values()) for r in records], fmt))
 

@@ -32,7 +32,10 @@ def serve(
     cypher_rows: Annotated[
         int, typer.Option(help="Most rows an ad hoc Cypher query returns.")
     ] = 1000,
-    access_log: Annotated[bool, typer.Option(help="Log every request (method, path).")] = True,
+    access_log: Annotated[
+        bool,
+        typer.Option(help="Log every request (method, path; query values written as ***)."),
+    ] = True,
 ) -> None:
     """Serve the catalog: a JSON API (OpenAPI at /api/openapi.json) and web pages for features,
     circuits, prompt graphs and search, read-only except for labels written with a token.
@@ -42,6 +45,7 @@ def serve(
     import uvicorn
 
     from .web import ServeConfig, create_app, load_tokens
+    from .web.logs import log_config
 
     config = ServeConfig(
         store=store,
@@ -53,4 +57,11 @@ def serve(
     app.state.catalog.open()  # a store that cannot open is one red line, before listening
     writers = ", ".join(sorted(config.tokens)) or "nobody (read-only)"
     err_console.print(f"circuitcat serve on http://{host}:{port}/  labels: {writers}")
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=access_log,
+        log_level="info",
+        log_config=log_config(),
+    )

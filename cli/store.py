@@ -10,7 +10,7 @@ import typer
 
 from circuitcat.catalog import open_store
 
-from .common import FormatOption, StoreOption, err_console, handle_errors
+from .common import FormatOption, StoreOption, err_console, handle_errors, read_store
 from .output import Format, render
 
 app = typer.Typer(
@@ -32,7 +32,7 @@ def info(store: StoreOption = None, fmt: FormatOption = Format.table) -> None:
     """Show the store's URI and version, the count of each node and relationship kind, and the
     runs of each job by status (done, failed, running, or stale: left running by a dead job).
     Opens the store read-only."""
-    with open_store(store, read_only=True) as catalog:
+    with read_store(store) as catalog:
         i = catalog.info()
     rows = [["node", k, n] for k, n in i.nodes.items()]
     rows += [["relationship", k, n] for k, n in i.relationships.items()]
@@ -57,7 +57,7 @@ def copy(
     from circuitcat.catalog.copy import copy_catalog
 
     with (
-        open_store(source, read_only=True) as a,
+        read_store(source) as a,
         open_store(target) as b,
         err_console.status("copying") as st,
     ):
@@ -116,7 +116,7 @@ def import_files(
     from circuitcat.catalog.neo4j_import import write_import_files
 
     with (
-        open_store(source, read_only=True) if source is not None else nullcontext() as store,
+        read_store(source) if source is not None else nullcontext() as store,
         err_console.status("writing import files") as st,
     ):
         files = write_import_files(

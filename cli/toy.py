@@ -24,9 +24,10 @@ def _render(report: dict, fmt: Format) -> None:
     if fmt is Format.json:
         typer.echo(render_record(report, fmt))
         return
-    if fmt is not Format.table:  # jsonl, csv: one row per layer
-        columns = list(report["layers"][0]) if report["layers"] else []
-        typer.echo(render(columns, [list(r.values()) for r in report["layers"]], fmt))
+    if fmt is not Format.table:  # jsonl, csv: one row per layer, the headline results on each
+        headline = {k: v for k, v in report.items() if k != "layers"}
+        rows = [{**headline, **layer} for layer in report["layers"]] or [headline]
+        typer.echo(render(list(rows[0]), [list(r.values()) for r in rows], fmt))
         return
     console = Console()
     console.print(
@@ -52,7 +53,7 @@ def _render(report: dict, fmt: Format) -> None:
 def train(
     seed: Annotated[int, typer.Option(help="Seed of the corpus, init and batches.")] = 0,
     steps: Annotated[int, typer.Option(help="Model training steps.")] = 2000,
-    out: Annotated[Path | None, typer.Option(help="Weights folder [default: shipped one].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Weights folder (default: shipped one).")] = None,
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (1 is fastest on a busy machine).")
     ] = 1,

@@ -1,7 +1,10 @@
 """The one open store a server process reads through, and the lock the embedded engine needs.
 
 Ladybug runs in process and one connection serves one query at a time, so requests take turns
-on it; the Neo4j driver pools its own connections, so requests run side by side.
+on it; the Neo4j driver pools its own connections, so requests run side by side. A read-only
+server opens the embedded file read-only (it changes no byte, and shares the file with a writer
+such as an ingest job or `circuitcat feature label`) and reopens it when the file has changed
+since, so a page shows what the writer committed.
 """
 
 from __future__ import annotations
@@ -9,10 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from circuitcat.catalog import CatalogStore, QueryResult, open_store
 from circuitcat.catalog.errors import CircuitcatError, QueryError
+from circuitcat.catalog.ladybug_store import database_file
 
 from .config import ServeConfig
 
@@ -24,6 +29,8 @@ class ServedCatalog:
         self.config = config
         self._store: CatalogStore | None = None
         self._lock: threading.Lock | nullcontext[None] = nullcontext()
+        self._files: list[Path] = []  # a read-only embedded store's files, watched for changes
+        self._seen: list[tuple[int, int] | None] = []
 
     def open(self) -> None:
         # Read-only unless someone may write labels; the schema is created only by a writer
@@ -38,12 +45,42 @@ class ServedCatalog:
                 self._store.close()
                 open_store(self.config.store).close()
                 self._store = open_store(self.config.store, read_only=True)
+            if not writable:
+                path = database_file(self._store.uri)
+                self._files = [path, path.with_name(path.name + ".wal")]
+                self._seen = self._stamps()
+
+    def _stamps(self) -> list[tuple[int, int] | None]:
+        stamps: list[tuple[int, int] | None] = []
+        for f in self._files:
+            try:
+                st = f.stat()
+            except FileNotFoundError:
+                stamps.append(None)
+            else:
+                stamps.append((st.st_mtime_ns, st.st_size))
+        return stamps
+
+    def _reopen_if_changed(self) -> None:
+        """A read-only embedded store sees the file as it was when opened: reopen it after a
+        writer in another process changed it."""
+        if not self._files:
+            return
+        stamps = self._stamps()
+        if self._store is not None and stamps == self._seen:
+            return
+        if self._store is not None:
+            self._store.close()
+            self._store = None  # a failed reopen is tried again on the next request
+        self._store = open_store(self.config.store, read_only=True)
+        self._seen = stamps
 
     @property
     def is_open(self) -> bool:
         return self._store is not None
 
     def close(self) -> None:
+        self._files = []  # closed for good: no reopening
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -62,6 +99,7 @@ class ServedCatalog:
     def use(self) -> Iterator[CatalogStore]:
         """The store, for one request's reads (or one label write)."""
         with self._lock:
+            self._reopen_if_changed()
             yield self.store
 
     def cypher(self, text: str, params: Mapping[str, Any]) -> QueryResult:

@@ -1,0 +1,90 @@
+"""The rough edges of a first afternoon (issue 22), each through the CLI on the toy catalog:
+what networkx reads, how -p values are typed, full-precision CSV, "0 rows", the layer count in
+a missing feature's hint, and errors that point to the portable Cypher subset."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import networkx as nx
+from typer.testing import CliRunner
+
+from circuitcat.cli.main import app
+
+SET = "toy-years/tc-v1"
+
+
+def run(store: str, *args: str, code: int = 0) -> tuple[str, str]:
+    done = CliRunner().invoke(app, [*args, "--store", store])
+    assert done.exit_code == code, f"{' '.join(args)}\n{done.output}"
+    if code:
+        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    return done.stdout, done.stderr
+
+
+def test_circuit_export_loads_with_networkx_defaults(toy_catalog: str, tmp_path: Path) -> None:
+    out = tmp_path / "circuit.json"
+    said, _ = run(toy_catalog, "circuit", "export", "greater-than", "--out", str(out))
+    g = nx.node_link_graph(json.loads(out.read_text()))  # networkx's default call
+    assert g.is_directed() and g.number_of_edges() > 0
+    assert f"{g.number_of_nodes()} nodes, {g.number_of_edges()} edges" in said
+
+
+def test_param_values_are_json_and_a_wrong_type_is_named(toy_catalog: str) -> None:
+    token = "MATCH (t:Token) WHERE t.text = $token RETURN t.uid AS uid"
+    _, err = run(toy_catalog, "query", "cypher", token, "-p", "token=45", code=1)
+    assert "parameter token needs text (STRING) but got an integer (45)" in err
+    assert "-p 'token=\"45\"'" in err
+    found, _ = run(toy_catalog, "query", "cypher", token, "-p", 'token="45"', "-f", "json")
+    assert json.loads(found)  # the quoted value is text, and the token is there
+    layer = ["query", "named", "features_in_layer", "-p", f"set_uid={SET}", "-p", "layer=0"]
+    _, err = run(toy_catalog, *layer, "-p", "limit=ten", code=1)
+    assert "parameter limit needs an integer (INT64) but got text" in err
+    help_text = CliRunner().invoke(app, ["query", "named", "--help"], env={"COLUMNS": "300"})
+    assert "The value is read as JSON where it parses" in help_text.stdout
+
+
+def test_csv_keeps_every_digit(toy_catalog: str) -> None:
+    query = "MATCH (f:Feature) RETURN f.uid AS uid, f.act_mean AS m ORDER BY uid LIMIT 20"
+    as_json, _ = run(toy_catalog, "query", "cypher", query, "-f", "json")
+    as_csv, _ = run(toy_catalog, "query", "cypher", query, "-f", "csv")
+    exact = {r["uid"]: r["m"] for r in json.loads(as_json)}
+    read = {
+        r["uid"]: float(r["m"]) if r["m"] else None for r in csv.DictReader(io.StringIO(as_csv))
+    }
+    assert read == exact and any(len(str(v)) > 8 for v in exact.values() if v)
+
+
+def test_toy_eval_csv_keeps_the_headline() -> None:
+    args = ["toy", "eval", "--n", "20", "--threads", "1"]
+    as_json = json.loads(CliRunner().invoke(app, [*args, "-f", "json"]).stdout)
+    rows = list(csv.DictReader(io.StringIO(CliRunner().invoke(app, [*args, "-f", "csv"]).stdout)))
+    assert len(rows) == len(as_json["layers"]) == 4
+    for key in ("metric", "metric_all_replaced", "kept_fraction"):
+        assert {float(r[key]) for r in rows} == {as_json[key]}
+    assert [float(r["fvu"]) for r in rows] == [layer["fvu"] for layer in as_json["layers"]]
+
+
+def test_no_rows_says_so(toy_catalog: str) -> None:
+    args = ["query", "named", "features_in_layer", "-p", f"set_uid={SET}", "-p", "layer=99"]
+    args += ["-p", "limit=5"]
+    said, _ = run(toy_catalog, *args)
+    assert said == "0 rows\n"
+    said, _ = run(toy_catalog, *args, "-f", "json")
+    assert json.loads(said) == []
+
+
+def test_a_missing_feature_names_the_layer_count(toy_catalog: str) -> None:
+    _, err = run(toy_catalog, "feature", "show", "L7/1", code=1)
+    assert "model toy-years has 4 layers (L0 to L3)" in err and "layer=0" in err
+    _, err = run(toy_catalog, "feature", "show", "L1/99999", code=1)
+    assert "has 256 features (0 to 255)" in err
+
+
+def test_dialect_errors_point_to_the_portable_subset(toy_catalog: str) -> None:
+    for query in ("RETURN [10, 20][0] AS first", "MATCH (f:Feature) RETURN f.nope LIMIT 1"):
+        _, err = run(toy_catalog, "query", "cypher", query, code=1)
+        assert 'docs/neo4j.md, "Cypher on both stores"' in err
