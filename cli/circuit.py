@@ -35,7 +35,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-FEATURE_COLUMNS = ["layer", "index", "score", "answers", "n_prompts", "top_logits", "label"]
+FEATURE_COLUMNS = ["layer", "index", "score", "answers", "n_prompts", "top_logits", "description"]
 
 
 @app.command("find")

@@ -12,10 +12,11 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from circuitcat.catalog.descriptions import best_description
 from circuitcat.catalog.errors import QueryError
 
 from .common import FormatOption, SetOption, StoreOption, existing_store, handle_errors, read_store
-from .output import Format, render_record
+from .output import Format, render, render_record
 
 app = typer.Typer(help="Look at single features.", no_args_is_help=True)
 
@@ -70,7 +71,13 @@ def _as_record(f: dict[str, Any], sources: list[dict[str, Any]], k: int) -> dict
     logits = json.loads(f["top_logits"] or "[]")
     ups = [x for x in logits if x["w"] > 0][:k]
     downs = [x for x in logits if x["w"] < 0][:k]
-    return {**f, "top_contexts": contexts, "top_logits": ups + downs, "sources": sources[:k]}
+    return {
+        **f,
+        "description": best_description(f),
+        "top_contexts": contexts,
+        "top_logits": ups + downs,
+        "sources": sources[:k],
+    }
 
 
 @app.command("show")
@@ -107,9 +114,12 @@ def _dashboard(console: Console, f: dict[str, Any], sources: list[dict[str, Any]
 
     console.print(f"[bold]{f['uid']}[/bold]  layer {f['layer']}  index {f['feature_index']}")
     console.print(
-        f"density {num(f['density'])}   mean act {num(f['act_mean'])}   "
-        f"max act {num(f['act_max'])}   label {f['label'] or '-'}"
+        f"density {num(f['density'])}   mean act {num(f['act_mean'])}   max act {num(f['act_max'])}"
     )
+    source = "label" if f["label"] else "automatic description"
+    console.print(Text(f"{source}: {best_description(f) or '-'}"))
+    if f["label"] and f.get("auto_description"):
+        console.print(Text(f"automatic description: {f['auto_description']}"), style="dim")
     hist = f["act_hist"] or []
     if hist and max(hist) > 0:
         top = max(hist)
@@ -173,6 +183,54 @@ def label(
     typer.echo(
         f"labelled {uid}: {stored['text']!r} by {stored['author']} at {stored['created_at']}"
     )
+
+
+@app.command("describe")
+@handle_errors
+def describe(
+    set_uid: SetOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Write every measured feature's automatic description (layer, density, the tokens it
+    fires on in context, the logits it promotes and suppresses), built from the catalog alone.
+
+    `ingest features` writes them too; run this for a catalog measured before it did. Labels
+    are never touched: a label stays what `feature show`, search, pages and exports show."""
+    from circuitcat.catalog.descriptions import describe_set
+
+    with existing_store(store) as catalog:
+        done = describe_set(catalog, set_uid)
+    for uid, n in done.items():
+        typer.echo(f"described {n:,} features of {uid}")
+
+
+@app.command("find")
+@handle_errors
+def find(
+    reads_token: Annotated[
+        str | None,
+        typer.Option(help="Tokens its encoder reads (de-embedding): 45, or 45,46, or 40..49."),
+    ] = None,
+    promotes: Annotated[
+        str | None,
+        typer.Option(help="Logits it promotes (top logits): 46..99, or ' Paris, Rome'."),
+    ] = None,
+    layer: Annotated[int | None, typer.Option(help="Only this layer (default: all).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many features.")] = 20,
+    set_uid: SetOption = None,
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Features by what they read and what they promote, from the input-invariant weights:
+    e.g. `feature find --reads-token 45 --promotes 46..99 --layer 0`. A range A..B names the
+    numbers A to B, zero-padded like A."""
+    from circuitcat.catalog.research import find_features
+
+    with read_store(store) as catalog:
+        rows = find_features(catalog, reads_token, promotes, layer, set_uid, limit)
+    shown = ("uid", "layer", "read_w", "n_read", "n_promoted", "promote_w", "description")
+    columns = [c for c in shown if not rows or c in rows[0]]
+    typer.echo(render(columns, [[r.get(c) for c in columns] for r in rows], fmt))
 
 
 # `feature reuse` lives in cli/compare.py with the other cross-circuit commands.

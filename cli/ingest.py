@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -35,6 +35,7 @@ from .common import (
 
 if TYPE_CHECKING:  # torch-heavy types, only for the checker
     from circuitcat.ingest.models import LoadedModel
+    from circuitcat.ingest.tasks import Task
     from circuitcat.ingest.transcoders.transcoder import TranscoderSet
 
 app = typer.Typer(
@@ -264,10 +265,21 @@ def _token_progress() -> Iterator[Callable[[int, int | None], None]]:
 @app.command("prompts")
 @handle_errors
 def prompts(
-    task: Annotated[str, typer.Option(help="greater-than, less-than, counting, or a name for --prompts.")],
-    n: Annotated[int | None, typer.Option(help="Prompts (built-in: 100, counting 40; file: all).")] = None,
+    task: Annotated[
+        str, typer.Option(help="greater-than, less-than, counting, or a name for --prompts.")
+    ],
+    n: Annotated[
+        int | None, typer.Option(help="Prompts (built-in: 100, counting 40; file: all).")
+    ] = None,
     prompts_file: Annotated[
         Path | None, typer.Option("--prompts", help="JSONL: prompt, correct, incorrect.")
+    ] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Your own text for a built-in task (repeatable); it builds the task's answer "
+            'sets, e.g. "The war lasted from the year 1745 to the year 17".'
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed that picks a built-in task's prompts.")] = 0,
     method: Annotated[str, typer.Option(help="graph (pruned) or paths (beam search).")] = "graph",
@@ -296,16 +308,17 @@ def prompts(
 
     Each prompt is attributed to its logit-difference direction (greater-than: years > YY
     against years <= YY), the graph is pruned and written as Prompt, Target, Error nodes and
-    ATTRIBUTES edges. Prompts already stored for this set are skipped."""
+    ATTRIBUTES edges. Prompts already stored for this set are skipped. With --text, your own
+    text is the prompt and the built-in task's rules give its answers (greater-than: the years
+    after the text's start year are correct)."""
     from circuitcat.ingest.inputs import set_uid_for_name
     from circuitcat.ingest.prompts import PromptParams, parse_method, run_prompts
-    from circuitcat.ingest.tasks import load_task
 
     dev = pick_device(device)
     with open_store(store) as catalog:
         set_uid = set_uid or (set_uid_for_name(catalog, name) if name else None)
         loaded, tset = load_inputs(catalog, set_uid, model, transcoders, dev, threads)
-        spec = load_task(task, loaded.model.tokenizer, n=n, seed=seed, prompts=prompts_file)
+        spec = _task(task, loaded.model.tokenizer, n, seed, prompts_file, text)
         params = PromptParams(
             method=parse_method(method),
             node_threshold=node_threshold, edge_threshold=edge_threshold, depth=depth,
@@ -320,6 +333,21 @@ def prompts(
         f"{spec.metric} {r.metric_mean:.3f}; {r.seconds:.1f} s (attribution "
         f"{r.timings['attribute']:.1f} s, writing {r.timings['write']:.1f} s)"
     )
+
+
+def _task(
+    name: str, tokenizer: Any, n: int | None, seed: int, file: Path | None, text: list[str] | None
+) -> Task:
+    """The task: ad-hoc --text (answer sets from the built-in task), a file, or built-in."""
+    from circuitcat.catalog.errors import TaskError
+    from circuitcat.ingest.task_text import task_from_text
+    from circuitcat.ingest.tasks import load_task
+
+    if text:
+        if file is not None or n is not None:
+            raise TaskError("--text gives the prompts itself: leave out --prompts and --n")
+        return task_from_text(name, tokenizer, text)
+    return load_task(name, tokenizer, n=n, seed=seed, prompts=file)
 
 
 @contextmanager

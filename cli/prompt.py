@@ -1,14 +1,15 @@
-"""`circuitcat prompt ...`: the stored per-prompt attribution graphs, listed and exported."""
+"""`circuitcat prompt ...`: the stored per-prompt attribution graphs, listed, shown (by
+position), compared and exported."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .common import FormatOption, SetOption, StoreOption, err_console, handle_errors, read_store
-from .output import Format, render
+from .output import Format, render, render_record
 
 app = typer.Typer(
     help="Prompt graphs: list the stored ones, export one for circuit-tracer's viewer.",
@@ -70,3 +71,76 @@ def export(
         graph = prompt_graph_json(catalog, prompt, set_uid, slug=slug, scan=scan)
     path = write_graph_json(graph, out)
     typer.echo(f"wrote {path}: {len(graph.nodes)} nodes, {len(graph.links)} links")
+
+
+def _node_name(r: dict[str, Any]) -> str:
+    """A metric input as a reader names it: a feature's short uid, a token, an error term."""
+    if r.get("feature_index") is not None:
+        return f"L{r['layer']}/{r['feature_index']}"
+    if r.get("token") is not None:
+        return f"token {r['token']!r}"
+    return f"{r.get('error_kind') or 'node'} (L{r.get('layer')})"
+
+
+@app.command("show")
+@handle_errors
+def show(
+    prompt: Annotated[str, typer.Argument(help="Prompt uid (`prompt list`).")],
+    position: Annotated[
+        int | None,
+        typer.Option(help="Also list the features active at this position (-1: the last)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows per list.")] = 20,
+    set_uid: SetOption = None,
+    format: FormatOption = Format.table,
+    store: StoreOption = None,
+) -> None:
+    """A stored prompt graph: the prompt's tokens by position, what drives its metric directly
+    (every node's edge into the metric, strongest first) and, with --position N, the features
+    active at position N with their activations and descriptions."""
+    from circuitcat.catalog.research import prompt_position
+
+    with read_store(store) as catalog:
+        found = prompt_position(catalog, prompt, position, set_uid, limit)
+    if format is not Format.table:
+        typer.echo(render_record(found, format))
+        return
+    typer.echo(f"{found['text']}  (answer {found['answer']}, metric {found['metric_value']:.3f})")
+    typer.echo(" ".join(f"{i}:{t}" for i, t in enumerate(found["tokens"])))
+    if position is not None:
+        rows = [[r["uid"], r["activation"], r["description"]] for r in found["features"]]
+        title = (
+            f"{found['n_features']} features at position {found['position']} ({found['token']!r})"
+        )
+        typer.echo(render(["feature", "activation", "description"], rows, format, title))
+    rows = [[_node_name(r), r["pos"], r["w"], r["description"]] for r in found["metric_inputs"]]
+    title = "what drives the metric directly (edges into it)"
+    typer.echo(render(["node", "position", "w", "description"], rows, format, title))
+
+
+@app.command("compare")
+@handle_errors
+def compare(
+    a: Annotated[str, typer.Argument(help="One prompt uid.")],
+    b: Annotated[str, typer.Argument(help="The other prompt uid.")],
+    limit: Annotated[int, typer.Option(help="At most this many shared features.")] = 50,
+    set_uid: SetOption = None,
+    format: FormatOption = Format.table,
+    store: StoreOption = None,
+) -> None:
+    """The features two prompts' stored graphs share, with each prompt's activation (summed
+    over the positions where the feature is active), strongest first."""
+    from circuitcat.catalog.research import compare_prompts
+
+    with read_store(store) as catalog:
+        found = compare_prompts(catalog, a, b, set_uid, limit)
+    if format is not Format.table:
+        typer.echo(render_record(found, format))
+        return
+    columns = ["uid", "activation_a", "activation_b", "n_positions_a", "n_positions_b"]
+    rows = [[r[c] for c in columns] + [r["description"]] for r in found["shared"]]
+    title = (
+        f"{found['n_shared']} shared features (a has {found['n_features_a']}, "
+        f"b {found['n_features_b']})"
+    )
+    typer.echo(render([*columns, "description"], rows, format, title))

@@ -266,3 +266,27 @@ def test_research_commands(toy_catalog: str) -> None:
     ):
         done = runner.invoke(app, bad, env=env)
         assert done.exit_code == 1 and message in done.stderr, (bad, done.output)
+
+
+def test_attribute_your_own_text_for_a_builtin_task(toy_copy: str) -> None:
+    env = {"CIRCUITCAT_STORE": toy_copy}
+    text = "The war lasted from the year 1745 to the year 17"
+    done = runner.invoke(
+        app, ["ingest", "prompts", "--task", "greater-than", "--text", text], env=env
+    )
+    assert done.exit_code == 0 and "1 written" in done.stdout, done.output
+    with open_store(toy_copy, read_only=True) as s:
+        (row,) = [
+            r
+            for r in s.query("prompts_of_task", task="greater-than", limit=1000)
+            if r["text"] == text
+        ]
+    assert row["answer"] == "45" and row["metric_value"] > 0
+    shown = runner.invoke(
+        app, ["prompt", "show", row["uid"], "--position", "-1", "--format", "json"], env=env
+    )
+    assert json.loads(shown.stdout)["features"], shown.output
+    bad = runner.invoke(
+        app, ["ingest", "prompts", "--task", "greater-than", "--text", text, "--n", "3"], env=env
+    )
+    assert bad.exit_code == 1 and "leave out --prompts and --n" in bad.stderr
