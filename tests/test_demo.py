@@ -12,6 +12,7 @@ import networkx as nx
 
 from circuitcat.catalog import open_store
 from circuitcat.cli.demo import TRY_NEXT
+from circuitcat.ingest.demo import DEMO_TASKS
 
 CLI = Path(sys.executable).with_name("circuitcat")
 
@@ -41,13 +42,22 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
     control = re.search(r"random, same size +[-\d.]+ +\((-?\d+)% of transcoders\)", out)
     assert kept and control, out
     assert int(kept.group(1)) >= 80 and int(control.group(1)) < int(kept.group(1)) - 30
+    for task in DEMO_TASKS:  # one line per built-in task's circuit, beating random
+        line = re.search(
+            rf"^  {task}: (\d+) features.*circuit (-?[\d.]+) .*random (-?[\d.]+) \+- ([\d.]+)",
+            out,
+            re.M,
+        )
+        assert line, (task, out)
+        circuit, rand, spread = (float(line.group(i)) for i in (2, 3, 4))
+        assert circuit > rand + 5 * spread, line.group(0)
     assert "Try next" in out and "MATCH (c:Circuit" in out
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open_store(str(store)) as s:
         counts = s.info()
         for what, query in TRY_NEXT:  # the queries the demo suggests must answer
             assert s.run_cypher(query).rows, what
-    assert counts.nodes["Circuit"] == 1 and counts.relationships["ATTRIBUTES"] > 0
+    assert counts.nodes["Circuit"] == len(DEMO_TASKS) and counts.relationships["ATTRIBUTES"] > 0
 
     # The catalog the demo leaves answers the other read commands.
     env = {**os.environ, "CIRCUITCAT_STORE": str(store)}

@@ -115,6 +115,8 @@ def test_clicking_a_circuit_node_opens_its_feature(browser: Any, base_url: str) 
     assert _wait(browser, "#faithfulness-figure")
     assert browser.find_elements("css selector", "#circuit-graph path.link")
     assert browser.find_element("css selector", "[data-testid='legend']").text
+    target = browser.find_element("css selector", "#circuit-graph g.node[data-kind='target']")
+    assert target.text == "logit difference"  # what the edges go into, not verify's metric
     _no_console_errors(browser)
     _screenshot(browser, "circuit", 1500)
     from selenium.webdriver.common.action_chains import ActionChains
@@ -162,7 +164,9 @@ def test_prompt_graph_front_page_pairs_and_cypher(browser: Any, base_url: str) -
     _screenshot(browser, "prompt-graph", 1300)
     browser.get(f"{base_url}/")
     _wait(browser, "#feature-list table")
-    assert _wait(browser, "#circuits a.circuit-link").text == "greater-than"
+    _wait(browser, "#circuits a.circuit-link")
+    links = browser.find_elements("css selector", "#circuits a.circuit-link")
+    assert {a.text for a in links} >= {"greater-than", "less-than", "counting"}
     _screenshot(browser, "catalog", 1200)
     browser.get(f"{base_url}/pairs?src=L0/156&dst=L1/170")
     assert _wait(browser, "table#pair-prompts")
@@ -172,3 +176,32 @@ def test_prompt_graph_front_page_pairs_and_cypher(browser: Any, base_url: str) -
     browser.find_element("css selector", "main button").click()
     assert "greater-than" in _wait(browser, "#cypher-result table").text
     _no_console_errors(browser)
+
+
+LESS_THAN = "toy-years/tc-v1/circuit/less-than/less-than"
+
+
+def test_compare_page_shows_two_circuits_with_shared_nodes(browser: Any, base_url: str) -> None:
+    import httpx
+
+    cmp = httpx.get(f"{base_url}/api/compare", params={"a": CIRCUIT, "b": LESS_THAN}).json()
+    shared = {m["uid"] for m in cmp["features"]["members"]}
+    assert shared  # the two year circuits share features (docs/circuits.md)
+    browser.get(f"{base_url}/compare?a={CIRCUIT}&b={LESS_THAN}")
+    _wait(browser, "#compare-b g.node[data-kind='feature']")
+    for side in ("#compare-a", "#compare-b"):
+        ringed = browser.find_elements("css selector", f"{side} g.node.shared[data-kind='feature']")
+        assert {n.get_attribute("data-id") for n in ringed} == shared
+    assert str(cmp["features"]["shared"]) in browser.find_element("id", "compare-overlap").text
+    rows = browser.find_elements("css selector", "#compare-shared tbody tr")
+    assert len(rows) == cmp["features"]["shared"] + cmp["heads"]["shared"]
+    _no_console_errors(browser)
+    _screenshot(browser, "compare", 1400)
+    # the feature page of a shared feature lists both circuits, with its score in each
+    uid = sorted(shared)[0]
+    browser.get(f"{base_url}/feature/{uid}")
+    table = _wait(browser, "#feature-circuits")
+    text = table.text
+    scores = {m["uid"]: m for m in cmp["features"]["members"]}[uid]
+    assert "greater-than" in text and "less-than" in text
+    assert f"{scores['score_a']:.3g}" in text and f"{scores['score_b']:.3g}" in text  # as num()

@@ -161,6 +161,21 @@ def circuit(catalog: Catalog, uid: str) -> dict[str, Any]:
     return read(catalog, reads.circuit_graph, uid)
 
 
+@router.get(
+    "/compare",
+    summary="Two circuits' shared features and heads, beside random circuits of their sizes",
+)
+def compare(
+    catalog: Catalog,
+    a: Annotated[str, Query(max_length=500, description="Circuit A: uid or name.")],
+    b: Annotated[str, Query(max_length=500, description="Circuit B: uid or name.")],
+    draws: Annotated[int, Query(ge=100, le=2000)] = 200,
+) -> dict[str, Any]:
+    from circuitcat.catalog.compare import compare_circuits
+
+    return read(catalog, compare_circuits, a, b, draws=draws).as_dict()
+
+
 @router.get("/tasks/{task}/prompts", summary="A task's prompts and which have stored graphs")
 def prompts(catalog: Catalog, task: str, limit: Limit = 200) -> dict[str, Any]:
     return read(catalog, reads.task_prompts, task, limit)

@@ -30,6 +30,7 @@ PAGES = {
     "/circuit/{uid:path}": "circuit.html",
     "/prompt/{uid:path}": "prompt.html",
     "/pairs": "pairs.html",
+    "/compare": "compare.html",
     "/cypher": "cypher.html",
 }
 SECURITY_HEADERS = {

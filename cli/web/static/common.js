@@ -105,6 +105,7 @@ const cc = (() => {
       ["/", "Catalog"],
       ["/search", "Search"],
       ["/pairs", "Across graphs"],
+      ["/compare", "Compare circuits"],
       ["/cypher", "Cypher"],
     ];
     const bar = el(
