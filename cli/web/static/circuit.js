@@ -6,21 +6,28 @@
   const { el, num, signed, pct, section, table, featureLink } = cc;
   const main = document.getElementById("page");
 
+  // Target names as stored -> what they are.
+  const TARGETS = { logit_diff: "logit difference", prob_diff: "probability difference" };
+  const targetName = (name) => TARGETS[name] || name;
+
   function graphSpec(g, perRow) {
     const maxScore = d3.max(g.nodes, (n) => Math.abs(n.score || 0)) || 1;
     const rows = [{ row: -1, label: "tokens" }];
     for (let l = 0; l < g.n_layers; l++) rows.push({ row: l, label: `L${l}` });
-    rows.push({ row: g.n_layers, label: g.circuit.faithfulness.metric || "metric" });
+    // The edges go into the attribution target (the logit difference), which is not the
+    // metric `circuit verify` scores (faithfulness.metric, e.g. the probability difference).
+    rows.push({ row: g.n_layers, label: "target" });
     const nodes = g.nodes.map((n) => ({
       ...n,
       size: n.kind === "target" ? 0.6 : Math.abs(n.score || 0) / maxScore,
       order: n.kind === "token" && /^\d+$/.test(n.name) ? Number(n.name) : 0,
-      name: n.kind === "token" ? JSON.stringify(n.name) : n.name,
+      name: n.kind === "token" ? JSON.stringify(n.name) : n.kind === "target" ? targetName(n.name) : n.name,
       title: n.kind === "feature" ? `${n.name}${n.description ? ` — ${n.description}` : ""}` : n.name,
       href: n.kind === "feature" ? cc.featureHref(n.id) : null,
       info: n.kind === "feature"
         ? [["score", num(n.score)], ["density", pct(n.density)], ["start years", n.answers || "-"], ["promotes", n.top_logits || "-"], "click to open"]
-        : n.kind === "token" ? [["score", num(n.score)]] : [],
+        : n.kind === "token" ? [["score", num(n.score)]]
+        : n.kind === "target" ? [["attribution target", n.name], ["verify metric", (g.circuit.faithfulness || {}).metric || "not verified"]] : [],
     }));
     const rowOf = new Map(nodes.map((n) => [n.id, n.row]));
     // Only the strongest edges into each row: every edge of a dense circuit is unreadable.
@@ -81,7 +88,7 @@
     return table([
       { title: "token", cell: (p) => JSON.stringify(p.token) },
       { title: "features", cell: (p) => p.features.flatMap((u, i) => [i ? " → " : "", featureLink(u)]) },
-      { title: "target", cell: (p) => p.target },
+      { title: "target", cell: (p) => targetName(p.target) },
       { title: "score", class: "num", cell: (p) => signed(p.score) },
       { title: "prompts", class: "num", cell: (p) => p.n_prompts },
     ], g.paths);
@@ -103,7 +110,7 @@
       section("Graph",
         el("div", { class: "controls" }, el("label", {}, "strongest edges into each layer ", perRow),
           el("span", { class: "hint" }, "edge weight: attribution between members, mean per prompt; hover for values, click a feature to open it")),
-        ccGraph.legend([["token", "token"], ["feature", "feature"], ["target", "metric"]]), box),
+        ccGraph.legend([["token", "token"], ["feature", "feature"], ["target", "target: logit difference"]]), box),
       el("div", { class: "grid two" },
         section("Faithfulness", faithfulness(c.faithfulness)),
         section("Strongest paths", paths(g))),
