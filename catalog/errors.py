@@ -52,3 +52,7 @@ class TaskError(CircuitcatError):
 
 class IngestError(CircuitcatError):
     """An ingest job was given input it cannot use (empty corpus, mismatched sets)."""
+
+
+class InterventionError(IngestError):
+    """An intervention names a feature, position or value it cannot act on."""

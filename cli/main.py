@@ -7,7 +7,7 @@ from types import FrameType
 
 import typer
 
-from . import circuit, demo, feature, ingest, prompt, query, serve, store, toy
+from . import circuit, demo, feature, ingest, intervention, prompt, query, serve, store, toy
 
 app = typer.Typer(
     name="circuitcat",
@@ -21,6 +21,7 @@ app.add_typer(ingest.app, name="ingest")
 app.add_typer(prompt.app, name="prompt")
 app.add_typer(circuit.app, name="circuit")
 app.add_typer(feature.app, name="feature")
+app.add_typer(intervention.app, name="intervention")
 app.add_typer(toy.app, name="toy")
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
