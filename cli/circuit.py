@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 
-from circuitcat.catalog import open_store
 from circuitcat.catalog.schema import model_uid, transcoder_set_uid
 
 from .common import (
@@ -24,6 +23,7 @@ from .common import (
     ThreadsOption,
     TranscodersOption,
     err_console,
+    existing_store,
     handle_errors,
     pick_device,
     read_store,
@@ -59,7 +59,7 @@ def find(
     an earlier one of the same name."""
     from circuitcat.catalog.circuits import find_circuit
 
-    with open_store(store) as catalog:
+    with existing_store(store) as catalog:
         r = find_circuit(catalog, task, set_uid, name=name, top_n=top_n, threshold=threshold)
     if fmt is Format.json:
         typer.echo(render_record(asdict(r), fmt))
@@ -187,7 +187,7 @@ def verify(
     from .ingest import load_inputs
 
     dev = pick_device(device)
-    with open_store(store) as catalog:
+    with existing_store(store) as catalog:
         set_uid = set_uid or (set_uid_for_name(catalog, set_name) if set_name else None)
         loaded, tset = load_inputs(catalog, set_uid, model, transcoders, dev, threads)
         set_uid = transcoder_set_uid(model_uid(loaded.name), tset.name)

@@ -48,14 +48,19 @@ def _files(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-def _prompt(store: str) -> str:
+def first_prompt(store: str) -> str:
     with open_store(store, read_only=True) as s:
         rows = s.query("attributed_prompts", set_uid="toy-years/tc-v1", task="greater-than")
     return str(rows[0]["uid"])
 
 
+def fill(command: list[str], out: Path, prompt: str) -> list[str]:
+    """A READS entry with its scratch folder and prompt uid filled in."""
+    return [a.replace("{out}", str(out)).replace("{prompt}", prompt) for a in command]
+
+
 def _read(store: str, command: list[str], out: Path, prompt: str) -> str:
-    args = [a.replace("{out}", str(out)).replace("{prompt}", prompt) for a in command]
+    args = fill(command, out, prompt)
     done = CliRunner().invoke(app, [*args, "--store", store])
     assert done.exit_code == 0, f"{' '.join(args)}\n{done.output}"
     return done.stdout
@@ -63,7 +68,7 @@ def _read(store: str, command: list[str], out: Path, prompt: str) -> str:
 
 def test_reads_change_no_byte(toy_catalog: str, tmp_path: Path) -> None:
     store = copy_toy(toy_catalog, tmp_path / "toy")
-    prompt = _prompt(store)
+    prompt = first_prompt(store)
     before = _files(Path(store))
     for command in READS:
         _read(store, command, tmp_path, prompt)
@@ -85,7 +90,7 @@ def test_reads_beside_a_label_writing_server_which_logs_no_query_value(
     toy_catalog: str, tmp_path: Path
 ) -> None:
     store = copy_toy(toy_catalog, tmp_path / "toy")
-    prompt = _prompt(store)
+    prompt = first_prompt(store)
     log = tmp_path / "serve.log"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -134,7 +139,12 @@ def test_a_read_only_server_shows_what_a_writer_wrote_since(
 
 
 def test_a_mistyped_path_is_not_a_catalog(tmp_path: Path) -> None:
-    writes = [["feature", "label", "L0/156", "x"], ["query", "cypher", "RETURN 1", "--write"]]
+    writes = [
+        ["feature", "label", "L0/156", "x"],
+        ["query", "cypher", "RETURN 1", "--write"],
+        ["circuit", "find", "--task", "greater-than"],
+        ["circuit", "verify", "greater-than", "--device", "cpu"],
+    ]
     for where in ("typo_folder", "catalg.lbug"):
         store = str(tmp_path / where)
         for command in [*READS, *writes]:
