@@ -40,6 +40,7 @@ bench: install  ## benchmarks; results go to docs/benchmarks.md
 	$(BIN)/python -m bench.budget --write-docs
 	$(BIN)/python -m bench.selection --write-docs
 	$(BIN)/python -m bench.scale --write-docs
+	$(BIN)/python -m bench.interventions --write-docs
 
 bench-gpt2: install  ## GPT-2-small-shaped weights job at reduced width (12 x 2048) on this CPU
 	$(BIN)/python -m bench.gpt2_weights --features 2048 --threads 1 --write-docs
