@@ -2,7 +2,9 @@
 
 The catalog keeps (set, layer, index) and positions explicit; the viewer's conventions live only
 here. Node ids: features `{layer}_{index}_{pos}`, tokens `E_{token_id}_{pos}` (layer "E"),
-transcoder errors `{layer}_-1_{pos}`, biases `{layer}_-2_{pos}`, the remainder of edges dropped
+transcoder errors `{layer}_-1_{pos}`, biases `{layer}_-2_{pos}` (type "bias error": one node per
+layer and position it feeds, as the viewer has no node without a position and no bias type;
+it draws any type containing "error" as an error node), the remainder of edges dropped
 by pruning `{layer}_-3_{pos}`, the target `{n_layers + 1}_{id}_{pos}` as a logit node. A
 feature's `feature` number is the Cantor pairing of (layer, index), which Neuronpedia decodes
 when `schema_version` is 1. Terms after the last layer (ln_final and unembedding biases, the
@@ -40,7 +42,10 @@ SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 # makes the viewer treat the node as an error node.
 ERROR_KINDS: dict[str, tuple[int, str]] = {
     "transcoder_error": (-1, "mlp reconstruction error"),
-    "bias": (-2, "bias"),
+    # The viewer knows embeddings, logits, transcoder features and error nodes (a type with
+    # "error" in it: drawn as an error, no dashboard); a bias is a constant term, not a
+    # feature, so it goes as an error-kind node.
+    "bias": (-2, "bias error"),
     "remainder": (-3, "pruned edges error"),
 }
 FINAL_LAYER = -1  # an Error node's layer for terms after the last layer
@@ -159,7 +164,12 @@ class _Nodes:
         self.by_key: dict[tuple[str, int], GraphNode] = {}
 
     def source(self, r: dict[str, Any]) -> GraphNode:
-        key = (r["src"], int(r["src_pos"]))
+        pos = int(r["src_pos"])
+        if r["src_kind"] == "bias" and pos < 0:
+            # A bias has no position; the viewer places every node at one, so a layer's bias
+            # is one node per position it feeds (its edges into that position's nodes).
+            pos = int(r["dst_pos"])
+        key = (r["src"], pos)
         if key not in self.by_key:
             pos = key[1]
             if r["src_index"] is not None:
@@ -224,6 +234,7 @@ class _Nodes:
     def _error(self, kind: str, layer: int, pos: int) -> GraphNode:
         number, feature_type = ERROR_KINDS[kind]
         layer = self.n_layers if layer == FINAL_LAYER else layer
+        name = "Bias" if kind == "bias" else feature_type.capitalize()
         return GraphNode(
             node_id=f"{layer}_{number}_{pos}",
             feature=number,
@@ -231,7 +242,7 @@ class _Nodes:
             ctx_idx=pos,
             feature_type=feature_type,
             jsNodeId=f"{layer}_{number}-{pos}",
-            clerp=f'{feature_type.capitalize()}: "{self._token(pos)}"',
+            clerp=f'{name}: "{self._token(pos)}"',
         )
 
 
@@ -407,3 +418,42 @@ def write_graph_json(graph: GraphFile, out: Path) -> Path:
     index["graphs"] = [*entries, graph.metadata.model_dump(exclude={"info", "circuitcat"})]
     index_path.write_text(json.dumps(index, indent=1))
     return path
+
+
+def features_scan(set_uid: str) -> str:
+    """The `scan` under which circuit-tracer's local viewer finds the set's feature files:
+    served from its data folder (catalog/feature_files.py)."""
+    return f"./data/features/{slug_of(set_uid)}"
+
+
+def export_prompt(
+    store: CatalogStore,
+    prompt_uid: str,
+    out: Path,
+    set_uid: str | None = None,
+    *,
+    slug: str | None = None,
+    scan: str | None = None,
+    features: bool = True,
+) -> tuple[GraphFile, Path, int]:
+    """Write a prompt graph to OUT.json or into a folder OUT (write_graph_json); into a folder
+    with `features`, also the feature files of every feature in it under OUT/features/<set>/,
+    and (unless `scan` is given) a scan that points the local viewer at them. Returns the
+    graph, its path and how many feature files were written."""
+    from .feature_files import write_feature_files
+
+    graph = prompt_graph_json(store, prompt_uid, set_uid, slug=slug, scan=scan)
+    set_uid = str(graph.metadata.circuitcat["transcoder_set"])
+    into_folder = out.suffix != ".json" and features
+    if into_folder and scan is None:
+        graph.metadata.scan = features_scan(set_uid)
+    path = write_graph_json(graph, out)
+    if not into_folder:
+        return graph, path, 0
+    numbers = {
+        feature_uid(set_uid, int(n.layer), _index(n.node_id)): int(n.feature or 0)
+        for n in graph.nodes
+        if n.feature_type == "cross layer transcoder"
+    }
+    written = write_feature_files(store, numbers, out / "features" / slug_of(set_uid))
+    return graph, path, written

@@ -57,20 +57,35 @@ def export(
     scan: Annotated[
         str | None,
         typer.Option(
-            help="Model id for the viewer (on Neuronpedia: its model id) (default: model)."
+            help="Model id for the viewer (on Neuronpedia: its model id) (default: the model; "
+            "into a folder with feature files: ./data/features/SET, where the local viewer "
+            "finds them)."
         ),
     ] = None,
+    features: Annotated[
+        bool,
+        typer.Option(
+            help="Into a folder: also write each feature's dashboard JSON under "
+            "OUT/features/SET/ for circuit-tracer's local viewer."
+        ),
+    ] = True,
     store: StoreOption = None,
 ) -> None:
     """Write one stored prompt graph as circuit-tracer / Neuronpedia graph JSON (metadata,
     nodes, links): features, token embeddings, error and bias terms and the target, with each
-    feature's activation and every node's cumulative influence on the target."""
-    from circuitcat.catalog.graph_json import prompt_graph_json, write_graph_json
+    feature's activation, best description and cumulative influence on the target.
+
+    Into a folder, also one dashboard file per feature (top contexts, logits, histogram,
+    quantiles, density): `circuit_tracer.frontend.local_server.serve(data_dir=OUT)` then opens
+    the graph with every feature's dashboard."""
+    from circuitcat.catalog.graph_json import export_prompt
 
     with read_store(store) as catalog:
-        graph = prompt_graph_json(catalog, prompt, set_uid, slug=slug, scan=scan)
-    path = write_graph_json(graph, out)
-    typer.echo(f"wrote {path}: {len(graph.nodes)} nodes, {len(graph.links)} links")
+        graph, path, n = export_prompt(
+            catalog, prompt, out, set_uid, slug=slug, scan=scan, features=features
+        )
+    extra = f", {n} feature files under {out / 'features'}" if n else ""
+    typer.echo(f"wrote {path}: {len(graph.nodes)} nodes, {len(graph.links)} links{extra}")
 
 
 def _node_name(r: dict[str, Any]) -> str:

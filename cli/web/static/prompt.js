@@ -18,7 +18,7 @@
       const kind = n.is_target_logit ? "target" : n.layer === "E" ? "token" : feature ? "feature" : "error";
       const index = Number(n.node_id.split("_")[1]);
       return {
-        id: n.node_id, kind, row: rowOf(n), col: n.ctx_idx + 1, // column 0: biases (no position)
+        id: n.node_id, kind, row: rowOf(n), col: n.ctx_idx, // biases too sit at the positions they feed
         name: kind === "feature" ? `L${n.layer}/${index}` : kind === "token" ? "" : kind === "target" ? "metric" : n.feature_type.split(" ")[0],
         title: kind === "feature" ? n.clerp || `L${n.layer}/${index}` : `${n.feature_type} @ ${n.ctx_idx}`,
         size: kind === "feature" ? Math.abs(n.activation || 0) / maxAct : kind === "target" ? 0.6 : 0.1,
@@ -37,7 +37,7 @@
     const rows = [{ row: -1, label: "tokens" }];
     for (let l = 0; l < top; l++) rows.push({ row: l, label: l === top - 1 ? "final" : `L${l}` });
     rows.push({ row: top, label: "metric" });
-    const columns = ["bias", ...graph.metadata.prompt_tokens.map((t, i) => `${i}:${t}`)];
+    const columns = graph.metadata.prompt_tokens.map((t, i) => `${i}:${t}`);
     return { nodes: shown, links, rows, columns };
   }
 
