@@ -2,7 +2,9 @@
 
 Published transcoders only match a model processed the way they were trained, so every
 `LoadedModel` records the processing flags (fold_ln, center_writing_weights, center_unembed)
-that were actually applied.
+that were actually applied, next to those that were asked for: transformer_lens drops some flags
+for some architectures (`applied_processing`), e.g. center_unembed for a model with logit
+soft-capping (Gemma-2), fold_ln and center_writing_weights for post-norm ones.
 
 transformer_lens 3.x `HookedTransformer.from_pretrained` only accepts official model names:
 a folder path fails in `get_official_model_name`, and an official name plus `hf_model=` still
@@ -20,7 +22,7 @@ import socket
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -47,7 +49,8 @@ class LoadedModel:
     model: HookedTransformer
     name: str
     source: str
-    processing: dict[str, bool]
+    processing: dict[str, bool]  # the flags transformer_lens applied
+    requested: dict[str, bool] = field(default_factory=dict)  # the flags asked for; {}: these
 
 
 def load_model(
@@ -126,8 +129,8 @@ def _load_hub(
             )
     except Exception as e:  # the hub fails as OSError, httpx or HfHubHTTPError: all mean "not here"
         raise ModelLoadError(_hub_failure_message(name, _first_line(e))) from e
-    processing = _effective_processing(model.cfg, requested)
-    return LoadedModel(model, official, f"hub:{official}", processing)
+    processing = applied_processing(model.cfg, requested)
+    return LoadedModel(model, official, f"hub:{official}", processing, dict(requested))
 
 
 def _hub_usable(repo_id: str) -> bool:
@@ -180,7 +183,7 @@ def _load_local(
     hf_model = _load_hf_model(path, dtype)
     tokenizer = _load_tokenizer(path)
     cfg, state_dict = _convert_local(path, hf_config, hf_model, requested["fold_ln"], device, dtype)
-    processing = _effective_processing(cfg, requested)
+    processing = applied_processing(cfg, requested)
     with _quiet():
         model = HookedTransformer(cfg, tokenizer, move_to_device=False)
         model.load_and_process_state_dict(state_dict, fold_value_biases=True, **processing)
@@ -188,7 +191,7 @@ def _load_local(
     name = model_name or _official_or_none(path.name) or path.name
     model.cfg.model_name = name
     model.cfg.tokenizer_name = str(path)
-    return LoadedModel(model, name, f"local:{path.resolve()}", processing)
+    return LoadedModel(model, name, f"local:{path.resolve()}", processing, dict(requested))
 
 
 def _read_hf_config(path: Path) -> dict[str, Any]:
@@ -304,10 +307,13 @@ def _tl_readable_config(hf_config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _effective_processing(
-    cfg: HookedTransformerConfig, requested: dict[str, bool]
-) -> dict[str, bool]:
-    """The flags transformer_lens really applies: it drops some for some architectures."""
+def applied_processing(cfg: HookedTransformerConfig, requested: dict[str, bool]) -> dict[str, bool]:
+    """The flags transformer_lens really applies when `requested` (fold_ln, center_writing_weights,
+    center_unembed) are asked for on a model of this config, as `from_pretrained` decides them:
+    none of the three on a shortformer, neither fold_ln nor center_writing_weights on a post-norm
+    architecture, no center_unembed with logit soft-capping (Gemma-2). A flag missing from
+    `requested` counts as False."""
+    requested = {flag: bool(requested.get(flag, False)) for flag in PROCESSING_FLAGS}
     shortformer = cfg.positional_embedding_type == "shortformer"
     post_norm = cfg.original_architecture in POST_NORM_ARCHITECTURES
     return {

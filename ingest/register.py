@@ -1,7 +1,10 @@
 """`ingest register`: put a model and its transcoder set into the catalog.
 
 Writes Model, TranscoderSet, Head, Token (the whole vocabulary) and one Feature per transcoder
-feature, linked by IN_SET and FOR_MODEL, all stamped with the Run that wrote them. Registering
+feature, linked by IN_SET and FOR_MODEL, all stamped with the Run that wrote them. Processing is
+recorded both ways: the set's `processing` holds the flags it asks for (fold_ln, ...; what the
+later jobs load the model with) and `<flag>_applied`, what transformer_lens applied; the model's
+holds the applied flags and `<flag>_requested`. Registering
 the same files again is a no-op; different files under a registered name are refused.
 """
 
@@ -43,9 +46,16 @@ def model_record(loaded: LoadedModel, run: str) -> ModelRecord:
         n_heads=cfg.n_heads,
         d_vocab=cfg.d_vocab,
         arch=str(cfg.original_architecture or "custom"),
-        processing=loaded.processing,
+        processing=model_processing(loaded),
         run=run,
     )
+
+
+def model_processing(loaded: LoadedModel) -> dict[str, bool]:
+    """The flags transformer_lens applied, and as `<flag>_requested` those asked for where a
+    request was made (transformer_lens drops some per architecture: see `applied_processing`)."""
+    requested = {f"{k}_requested": bool(v) for k, v in loaded.requested.items()}
+    return dict(loaded.processing) | requested
 
 
 def set_record(tset: TranscoderSet, model_name: str, run: str) -> TranscoderSetRecord:

@@ -48,6 +48,7 @@ REFUSED = [s for s in SETS if s["kind"] not in SUPPORTED_KINDS]
 FAMILIES = list(MODELS)
 DOC = Path(__file__).parents[1] / "docs" / "ingest-your-model.md"
 JOBS = ("register", "features", "weights", "prompts", "circuit find", "circuit verify")
+GS2 = "gemmascope2"  # Gemma Scope 2's layout (transcoder_all/layer_<i>_..._affine/)
 
 CORPUS = "\n".join(
     [
@@ -167,7 +168,10 @@ def user_files(tmp_path: Path, tset_info: dict[str, Any]) -> Path:
 
 # Every ReLU cell a user would pair; the other kinds through every job on one family (gpt2):
 # on llama their activations, forward, attribution and ablations are checked above and below.
-EVERY_JOB = [s for s in SUPPORTED if s["kind"] == "relu" or s["family"] == "gpt2"]
+# Gemma Scope 2 (JumpReLU + an affine skip) runs on its own model, Gemma 3.
+EVERY_JOB = [
+    s for s in SUPPORTED if s["kind"] == "relu" or s["family"] == "gpt2" or s["layout"] == GS2
+]
 
 
 @pytest.mark.slow
@@ -217,6 +221,44 @@ def test_a_moved_model_folder_is_one_clear_line(tmp_path: Path) -> None:
     assert "VIRTUAL_WEIGHT" in out
 
 
+def test_a_gemma2_set_asking_for_center_unembed_records_request_and_applied(
+    tmp_path: Path,
+) -> None:
+    """SAELens sets record the flags they pass to transformer_lens; on Gemma-2 (logit
+    soft-capping) transformer_lens applies center_unembed=False whatever is asked, so the set
+    fits the model as loaded. The catalog keeps both: the request (what later jobs load the
+    model with) and what was applied."""
+    s = next(x for x in SETS if x["family"] == "gemma2" and x["layout"] == "saelens-processed")
+    assert s["model_from_pretrained_kwargs"] == dict.fromkeys(
+        ("fold_ln", "center_writing_weights", "center_unembed"), True
+    )
+    store = str(tmp_path / "catalog")
+    invoke("ingest", "register", str(model_dir(s)), "--transcoders", str(FIXTURES / s["path"]),
+           "--store", store)  # fmt: skip
+    with open_store(store) as catalog:
+        (row,) = catalog.query("transcoder_sets")
+        (full,) = catalog.query("transcoder_set", uid=row["uid"])
+        (model,) = catalog.run_cypher("MATCH (m:Model) RETURN m.processing").rows
+    asked = dict.fromkeys(("fold_ln", "center_writing_weights", "center_unembed"), True)
+    applied = {"fold_ln": True, "center_writing_weights": True, "center_unembed": False}
+    assert json.loads(full["processing"]) == asked | {f"{k}_applied": v for k, v in applied.items()}
+    assert json.loads(model[0]) == applied | {f"{k}_requested": v for k, v in asked.items()}
+
+
+def test_a_real_processing_mismatch_on_gemma2_is_still_refused() -> None:
+    """Only what transformer_lens drops by itself is forgiven: a Gemma-2 model loaded without
+    fold_ln does not fit a set that asks for it, and the message says what the request gives."""
+    from circuitcat.catalog.errors import TranscoderLoadError
+    from circuitcat.ingest.models import load_model
+
+    s = next(x for x in SETS if x["family"] == "gemma2" and x["layout"] == "saelens-processed")
+    unfolded = load_model(str(model_dir(s)), fold_ln=False, center_writing_weights=False)
+    assert unfolded.processing["center_unembed"] is False  # asked True, soft-capped: dropped
+    message = r"fold_ln=True.*applies center_unembed=False for that request.*fold_ln=False"
+    with pytest.raises(TranscoderLoadError, match=message):
+        load_transcoders(FIXTURES / s["path"], unfolded)
+
+
 def test_forcing_other_processing_than_the_set_records_is_refused(tmp_path: Path) -> None:
     tc = str(FIXTURES / "transcoders" / "gpt2" / "saelens")
     args = ["ingest", "register", str(FIXTURES / "models" / "gpt2"), "--transcoders", tc]
@@ -242,6 +284,7 @@ KIND_LAYOUTS = (
     "circuit-tracer-topk",
     "circuit-tracer-clt",
     "gemmascope-npz-jumprelu",
+    GS2,
 )
 ATTRIBUTION_CASES = (
     [family_set(f) for f in FAMILIES]

@@ -364,6 +364,77 @@ def test_circuit_tracer_zero_threshold_is_relu(tmp_path: Path) -> None:
     _assert_matches(tset, {0: ref})
 
 
+def _write_gemma_scope_2(folder: Path, tensors: dict[int, dict[str, Tensor]]) -> Path:
+    """Gemma Scope 2's hub layout under a circuit-tracer config.yaml of hf:// URIs."""
+    entries = []
+    for layer, layer_tensors in tensors.items():
+        in_repo = f"transcoder_all/layer_{layer}_width_16k_l0_small_affine/params.safetensors"
+        (folder / in_repo).parent.mkdir(parents=True)
+        save_file(layer_tensors, str(folder / in_repo))
+        entries.append(f"hf://google/gemma-scope-2-tiny-pt/{in_repo}")
+    config = {
+        "model_name": "tiny",
+        "model_kind": "transcoder_set",
+        "feature_input_hook": "mlp.hook_in",
+        "feature_output_hook": "hook_mlp_out",
+        "transcoders": entries,
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+def _gemma_scope_2_tensors(ref: Ref, threshold: Tensor, affine: Tensor) -> dict[str, Tensor]:
+    return {
+        "w_enc": ref.W_enc.contiguous(),  # [d_model, d_sae]: not circuit-tracer's orientation
+        "w_dec": ref.W_dec,
+        "b_enc": ref.b_enc,
+        "b_dec": ref.b_dec_out,
+        "threshold": threshold,
+        "affine_skip_connection": affine,
+    }
+
+
+def test_gemma_scope_2(tmp_path: Path) -> None:
+    """JumpReLU pre * (pre > threshold), out = z w_dec + b_dec + x @ affine_skip_connection."""
+    g = torch.Generator().manual_seed(70)
+    refs = {layer: _ref(70 + layer) for layer in range(2)}
+    thresholds = {layer: 0.1 * torch.rand(D_TC, generator=g) for layer in refs}
+    affines = {layer: torch.randn(D_MODEL, D_MODEL, generator=g) / 8 for layer in refs}
+    folder = _write_gemma_scope_2(
+        tmp_path / "gs2",
+        {i: _gemma_scope_2_tensors(refs[i], thresholds[i], affines[i]) for i in refs},
+    )
+    tset = load_transcoders(folder)
+    assert (tset.format, tset.kind, tset.layers) == ("circuit-tracer", "jumprelu+skip", [0, 1])
+    assert tset[1].cfg.output_hook == "blocks.1.hook_mlp_out"
+    x = torch.randn(5, D_MODEL, generator=g)
+    for layer, ref in refs.items():
+        pre = x @ ref.W_enc + ref.b_enc
+        z = pre * (pre > thresholds[layer])
+        expected = z @ ref.W_dec + ref.b_dec_out + x @ affines[layer]
+        with torch.no_grad():
+            torch.testing.assert_close(tset[layer].encode(x), z, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(tset[layer](x), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"extra": torch.zeros(3)}, "tensor 'extra' is not part of a Gemma Scope 2"),
+        ({"affine_skip_connection": torch.zeros(D_MODEL)}, r"'affine_skip_connection'.*\[d_model"),
+        ({"threshold": None}, "tensor 'threshold' is missing"),
+        ({"w_dec": torch.zeros(D_TC, D_MODEL + 1)}, r"tensor 'w_dec' has shape \[48, 33\]"),
+    ],
+)
+def test_gemma_scope_2_errors(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    tensors = _gemma_scope_2_tensors(_ref(75), torch.zeros(D_TC), torch.eye(D_MODEL))
+    tensors = {k: v for k, v in (tensors | change).items() if v is not None}
+    folder = _write_gemma_scope_2(tmp_path / "gs2", {0: tensors})
+    with pytest.raises(TranscoderLoadError, match=message) as excinfo:
+        load_transcoders(folder)
+    assert "params.safetensors" in str(excinfo.value)
+
+
 # --- the paper's GPT-2 transcoders -----------------------------------------------------------
 
 

@@ -13,6 +13,16 @@ cross-layer ("model_kind: cross_layer_transcoder").
                            (the output bias of MLP i), optional threshold_{i}
     W_dec_{i}.safetensors  cross-layer: W_dec_{i} [d_transcoder, n_layers - i, d_model], the
                            decoders of layer i's features into layers i .. n_layers - 1
+    params.safetensors     Gemma Scope 2 (transcoders for Gemma 3; circuit-tracer's
+                           special_load_fn="gemma-scope-2"), in the hub repo's
+                           transcoder_all/layer_<i>_width_<w>_l0_<size>_affine/: w_enc
+                           [d_model, d_transcoder], w_dec [d_transcoder, d_model], b_enc, b_dec
+                           (the output bias), threshold (JumpReLU, pre * (pre > threshold)) and
+                           optional affine_skip_connection [d_model, d_model], the skip path
+                           x @ affine_skip_connection (so W_skip = affine_skip_connection.T).
+                           Told apart from circuit-tracer's own files by the lowercase w_enc.
+    params.npz             Gemma Scope (Gemma 2): W_enc [d_model, d_transcoder], W_dec, b_enc,
+                           b_dec, threshold.
 
 A TopK set is written exactly like a ReLU one (circuit-tracer's own loader reads it back as
 ReLU): declare it with `--activation topk:K` at register (`TranscoderSet.with_activation`).
@@ -54,6 +64,7 @@ TRANSCODER_SET, CROSS_LAYER = "transcoder_set", "cross_layer_transcoder"
 _LAYER_FILE = re.compile(r"layer_(\d+)\.safetensors")
 _ENC_FILE = re.compile(r"W_enc_(\d+)\.safetensors")
 _LAYER_KEYS = {"W_enc", "W_dec", "b_enc", "b_dec", "activation_function.threshold", "W_skip"}
+GEMMA_SCOPE_2_KEYS = {"w_enc", "w_dec", "b_enc", "b_dec", "threshold", "affine_skip_connection"}
 
 
 def load_circuit_tracer(path: Path) -> TranscoderSet:
@@ -158,6 +169,8 @@ def _load_layer(file: Path, layer: int, hooks: dict[str, str]) -> Transcoder:
     if file.suffix == ".npz":
         return _load_npz_layer(file, layer, hooks)
     tensors = read_safetensors(file)
+    if "w_enc" in tensors:
+        return _load_gemma_scope_2_layer(file, tensors, layer, hooks)
     unknown = sorted(set(tensors) - _LAYER_KEYS)
     if unknown:
         raise TranscoderLoadError(
@@ -169,6 +182,50 @@ def _load_layer(file: Path, layer: int, hooks: dict[str, str]) -> Transcoder:
         threshold_key="activation_function.threshold",
     )  # fmt: skip
     raw.W_skip = tensors.get("W_skip")
+    return to_transcoder(raw)
+
+
+def _load_gemma_scope_2_layer(
+    file: Path, tensors: dict[str, Tensor], layer: int, hooks: dict[str, str]
+) -> Transcoder:
+    """A Gemma Scope 2 `params.safetensors` (module docstring), read as circuit-tracer reads
+    it: a JumpReLU transcoder whose skip path is the affine map x @ affine_skip_connection."""
+    unknown = sorted(set(tensors) - GEMMA_SCOPE_2_KEYS)
+    if unknown:
+        raise TranscoderLoadError(
+            f"{file}: tensor {unknown[0]!r} is not part of a Gemma Scope 2 transcoder (expected "
+            f"{', '.join(sorted(GEMMA_SCOPE_2_KEYS))}); this variant is not supported yet"
+        )
+    b_enc = require(tensors, "b_enc", file, "encoder bias [d_transcoder]", ndim=1)
+    raw = LayerTensors(
+        layer=layer,
+        file=file,
+        W_enc=orient_encoder(
+            require(tensors, "w_enc", file, "encoder [d_model, d_transcoder]"),
+            int(b_enc.shape[0]),
+            file,
+            key="w_enc",
+            rows_are_features=False,
+        ),
+        b_enc=b_enc,
+        W_dec=require(tensors, "w_dec", file, "decoder [d_transcoder, d_model]"),
+        b_dec_out=require(tensors, "b_dec", file, "output bias [d_model]"),
+        input_hook=resolve_hook(hooks["feature_input_hook"], layer),
+        output_hook=resolve_hook(hooks["feature_output_hook"], layer),
+        threshold=_threshold(
+            require(tensors, "threshold", file, "JumpReLU threshold [d_transcoder]")
+        ),
+        keys={"W_enc": "w_enc", "W_dec": "w_dec", "b_dec_out": "b_dec",
+              "W_skip": "affine_skip_connection"},
+    )  # fmt: skip
+    skip = tensors.get("affine_skip_connection")
+    if skip is not None:
+        if skip.ndim != 2:
+            raise TranscoderLoadError(
+                f"{file}: tensor 'affine_skip_connection' has shape {list(skip.shape)}, "
+                "expected [d_model, d_model]"
+            )
+        raw.W_skip = skip.T  # x @ affine_skip_connection == x @ W_skip.T
     return to_transcoder(raw)
 
 

@@ -24,7 +24,7 @@ import torch
 from transformer_lens import HookedTransformer
 
 from circuitcat.catalog.errors import TranscoderLoadError
-from circuitcat.ingest.models import LoadedModel
+from circuitcat.ingest.models import LoadedModel, applied_processing
 from circuitcat.ingest.transcoders import circuit_tracer, gpt2_paper, saelens
 from circuitcat.ingest.transcoders.formats import PROCESSING_FLAGS, safetensors_keys
 from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderSet
@@ -34,6 +34,9 @@ TOY_SOURCE = "builtin:toy-years"
 MLP_IN_HOOK = "hook_mlp_in"
 NATIVE_FORMAT = "circuitcat-transcoders"
 LN_AFFINE_FOLDED = "ln2_affine_folded"
+# `processing["<flag>_applied"]`: what transformer_lens applied to the model the set was
+# checked against (the flag itself is what the set asks for; see _check_processing)
+APPLIED_SUFFIX = "_applied"
 # formats whose encoders read the MLP input after the LayerNorm affine (see module docstring)
 POST_AFFINE_FORMATS = frozenset(
     {
@@ -201,25 +204,44 @@ def _check_hook_and_width(
 
 
 def _check_processing(tset: TranscoderSet, model: ModelLike) -> None:
+    """The set's recorded flags are a request, as its library passes them to transformer_lens
+    (SAELens: `model_from_pretrained_kwargs`), which drops some for some architectures (see
+    `applied_processing`): what it would apply to this model on that request must be what it
+    applied. A Gemma-2 set that asks for center_unembed fits a Gemma-2 model loaded without it,
+    as SAELens loads it. With a LoadedModel, the flags applied are recorded on the set as
+    `<flag>_applied`, next to the request."""
     expected = {k: v for k, v in tset.processing.items() if k in PROCESSING_FLAGS}
     if not expected:
         return
+    hooked = _hooked(model)
+    request = dict.fromkeys(PROCESSING_FLAGS, False) | expected
+    would_apply = {k: applied_processing(hooked.cfg, request)[k] for k in expected}
     if isinstance(model, LoadedModel):
         actual = {k: model.processing.get(k) for k in expected}
-        mismatch = actual != expected
+        mismatch = actual != would_apply
     else:  # a bare HookedTransformer only shows fold_ln, through its normalization type
-        norm = model.cfg.normalization_type
+        norm = hooked.cfg.normalization_type
         folded = norm in ("LNPre", "RMSPre")
         actual = {"fold_ln": folded}
-        mismatch = norm is not None and "fold_ln" in expected and expected["fold_ln"] != folded
+        mismatch = norm is not None and "fold_ln" in expected and would_apply["fold_ln"] != folded
     if mismatch:
         wanted = ", ".join(f"{k}={v}" for k, v in expected.items())
         found = ", ".join(f"{k}={v}" for k, v in actual.items())
+        dropped = [k for k in expected if expected[k] != would_apply[k]]
+        applies = (
+            f" (on this architecture transformer_lens applies "
+            f"{', '.join(f'{k}={would_apply[k]}' for k in dropped)} for that request)"
+            if dropped
+            else ""
+        )
         raise TranscoderLoadError(
             f"transcoder set '{tset.name}' ({tset.source}) field 'processing' expects a model "
-            f"loaded with {wanted}, but the model was loaded with {found}: reload it with "
-            f"load_model(..., {wanted})"
+            f"loaded with {wanted}{applies}, but the model was loaded with {found}: reload it "
+            f"with load_model(..., {wanted})"
         )
+    if isinstance(model, LoadedModel):
+        for k in PROCESSING_FLAGS:
+            tset.processing[f"{k}{APPLIED_SUFFIX}"] = bool(model.processing.get(k, False))
 
 
 def _load_any(path: str | Path, allow_pickle: bool, device: str) -> TranscoderSet:
