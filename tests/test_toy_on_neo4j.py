@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from circuitcat.catalog import CatalogStore, open_store
 from circuitcat.catalog.copy import copy_catalog
 from circuitcat.catalog.graph_json import prompt_graph_json
+from circuitcat.cli.main import app
 
 from .neo4j_server import Neo4jServer, empty_neo4j
 from .test_docs import _scalars, doc_queries
@@ -52,3 +55,43 @@ def test_both_stores_export_the_same_file(toy_catalog: str, toy_neo4j: CatalogSt
         exclude={"metadata": {"info"}}
     )
     assert json.dumps(from_neo4j, sort_keys=True) == json.dumps(embedded, sort_keys=True)
+
+
+def _cli_json(args: list[str], env: dict[str, str] | None = None) -> Any:
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, f"{' '.join(args)}\n{result.output}"
+    return json.loads(result.output)
+
+
+def _round6(value: Any) -> Any:
+    """Floats to 6 significant digits (the engines sum in different orders)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _round6(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round6(v) for v in value]
+    return value
+
+
+def test_compare_reuse_transfer_same_on_both_stores(
+    toy_catalog: str, toy_neo4j: CatalogStore, toy_neo4j_server: Neo4jServer
+) -> None:
+    """The cross-circuit commands (issue 20) through the CLI: the same answers on both stores."""
+    env = {
+        "CIRCUITCAT_NEO4J_USER": toy_neo4j_server.user,
+        "CIRCUITCAT_NEO4J_PASSWORD": toy_neo4j_server.password,
+    }
+    commands = [
+        ["circuit", "compare", "greater-than", "less-than"],
+        ["circuit", "compare", "counting", "counting", "--draws", "100"],
+        ["feature", "reuse"],
+        ["circuit", "transfer", "greater-than", "--task", "less-than", "--n", "40", "--draws",
+         "5", "--device", "cpu"],
+    ]  # fmt: skip
+    for args in commands:
+        embedded = _cli_json([*args, "--format", "json", "--store", toy_catalog])
+        on_neo4j = _cli_json([*args, "--format", "json", "--store", toy_neo4j_server.uri], env)
+        assert _round6(on_neo4j) == _round6(embedded), args
+    reuse = _cli_json(["feature", "reuse", "--format", "json", "--store", toy_catalog])
+    assert reuse and all(r["n_circuits"] >= 2 for r in reuse)
