@@ -7,6 +7,8 @@ tokens for a model without a tokenizer). The task metric is reported for the ful
 transcoder-replaced model, the circuit, every feature at its mean ("empty"), and random circuits
 with the circuit's per-layer feature counts drawn from the live features (seeded, averaged over
 draws). `verify_circuit` stores the result on the Circuit node as `faithfulness` JSON.
+`transfer_circuit` (`circuitcat circuit transfer A --task B`) measures circuit A the same way on
+another task's prompts, beside that task's own circuit; it stores nothing.
 Hooks live only inside `model.hooks(...)`.
 """
 
