@@ -290,3 +290,32 @@ def test_attribute_your_own_text_for_a_builtin_task(toy_copy: str) -> None:
         app, ["ingest", "prompts", "--task", "greater-than", "--text", text, "--n", "3"], env=env
     )
     assert bad.exit_code == 1 and "leave out --prompts and --n" in bad.stderr
+
+
+def test_research_questions_in_the_service(toy_catalog: str) -> None:
+    """The API routes behind the prompt page's position and compare panels and the catalog
+    page's finder answer as the library does."""
+    from fastapi.testclient import TestClient
+
+    from circuitcat.cli.web import ServeConfig, create_app
+
+    with open_store(toy_catalog, read_only=True) as s:
+        a, b = _two_prompts(s)
+        want_position = prompt_position(s, a, 8, limit=50)
+        want_shared = compare_prompts(s, a, b, limit=100)
+        want_found = find_features(s, "45", "46..99", layer=0, limit=50)
+    with TestClient(create_app(ServeConfig(store=toy_catalog))) as c:
+        got = c.get(f"/api/prompts/{a}/position", params={"pos": 8}).json()
+        assert got == json.loads(json.dumps(want_position))
+        shared = c.get("/api/prompt-compare", params={"a": a, "b": b}).json()
+        assert shared == json.loads(json.dumps(want_shared))
+        found = c.get("/api/find", params={"reads": "45", "promotes": "46..99", "layer": 0})
+        assert found.json() == json.loads(json.dumps(want_found))
+        assert c.get("/api/find", params={"reads": "", "promotes": ""}).status_code == 400
+        assert c.get("/api/prompts/greater-than/nope/position").status_code == 404
+        assert c.get(f"/api/prompts/{a}/position", params={"pos": 99}).status_code == 400
+        page = c.get(f"/prompt/{a}")
+        assert page.status_code == 200
+        for script in ("/static/prompt.js", "/static/index.js"):
+            text = c.get(script).text
+            assert "/api/prompt-compare" in text or "/api/find" in text

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 
-from circuitcat.catalog import CatalogStore
+from circuitcat.catalog import CatalogStore, research
 from circuitcat.catalog.errors import ReadOnlyViolationError
 from circuitcat.catalog.graph_json import GraphFile, prompt_graph_json
 from circuitcat.catalog.labels import MAX_LABEL_CHARS, add_label
@@ -195,6 +195,23 @@ def prompt_graph(
         return prompt_graph_json(store, uid, set_uid)
 
 
+@router.get(
+    "/prompts/{uid:path}/position",
+    summary="Features at one position of a prompt graph, and what drives its metric",
+)
+def prompt_position(
+    catalog: Catalog,
+    uid: str,
+    pos: Annotated[int | None, Query(ge=-10_000, le=10_000)] = None,
+    set_uid: Annotated[str | None, Query(alias="set", max_length=500)] = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """`prompt show UID --position POS`: without `pos`, the metric's direct inputs only."""
+    with catalog.use() as store:
+        reads.prompt_info(store, uid)  # 404 for a prompt that is not stored
+        return research.prompt_position(store, uid, pos, set_uid, limit)
+
+
 @router.get("/prompts/{uid:path}", summary="One prompt and the sets with its graph stored")
 def prompt(catalog: Catalog, uid: str) -> dict[str, Any]:
     return read(catalog, reads.prompt_info, uid)
@@ -224,6 +241,35 @@ def pair(
     limit: Limit = 100,
 ) -> dict[str, Any]:
     return read(catalog, reads.feature_pair, src, dst, limit)
+
+
+@router.get("/prompt-compare", summary="The features two prompts' stored graphs share")
+def prompt_compare(
+    catalog: Catalog,
+    a: Annotated[str, Query(max_length=500)],
+    b: Annotated[str, Query(max_length=500)],
+    set_uid: Annotated[str | None, Query(alias="set", max_length=500)] = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    """`prompt compare A B`."""
+    with catalog.use() as store:
+        for uid in (a, b):
+            reads.prompt_info(store, uid)
+        return research.compare_prompts(store, a, b, set_uid, limit)
+
+
+@router.get("/find", summary="Features by the tokens they read and the logits they promote")
+def find(
+    catalog: Catalog,
+    reads_token: Annotated[str | None, Query(alias="reads", max_length=200)] = None,
+    promotes: Annotated[str | None, Query(max_length=200)] = None,
+    layer: Annotated[int | None, Query(ge=0, le=10_000)] = None,
+    set_uid: Annotated[str | None, Query(alias="set", max_length=500)] = None,
+    limit: Limit = 50,
+) -> list[dict[str, Any]]:
+    """`feature find --reads-token T --promotes A..B --layer L`."""
+    reading, promoting = reads_token or None, promotes or None  # an empty form field: not asked
+    return read(catalog, research.find_features, reading, promoting, layer, set_uid, limit)
 
 
 @router.post("/cypher", summary="Read-only Cypher with a row limit and a time limit")

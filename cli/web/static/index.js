@@ -112,6 +112,32 @@
     return parts;
   }
 
+  // `feature find --reads-token T --promotes A..B --layer L`
+  function finder() {
+    const out = el("div", { id: "find-result" });
+    const form = el("form", { class: "inline", id: "find-form" },
+      el("label", {}, "reads token", el("input", { name: "reads", size: 8, placeholder: "45" })),
+      el("label", {}, "promotes", el("input", { name: "promotes", size: 10, placeholder: "46..99" })),
+      el("label", {}, "layer", el("input", { name: "layer", type: "number", min: 0, size: 4 })),
+      el("button", { type: "submit" }, "Find"));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const data = new URLSearchParams([...new FormData(form)].filter(([, v]) => String(v).trim() !== ""));
+      try {
+        const rows = await cc.api(`/api/find?${data}`);
+        out.replaceChildren(rows.length ? table([
+          { title: "feature", cell: (f) => featureLink(f.uid) },
+          { title: "layer", class: "num", cell: (f) => f.layer },
+          { title: "promoted", class: "num", cell: (f) => f.n_promoted ?? "" },
+          { title: "description", cell: (f) => f.description || "" }], rows, { id: "find-table" })
+          : el("p", { class: "muted" }, "no feature matches"));
+      } catch (e) {
+        cc.showError(out, e);
+      }
+    });
+    return section("Find features by what they read and promote", form, out);
+  }
+
   async function start() {
     const q = cc.param("q");
     const box = el("form", { class: "inline", action: "/search", method: "get" },
@@ -126,7 +152,7 @@
     main.replaceChildren(
       el("h1", {}, "Catalog"),
       el("p", { class: "sub" }, "Transcoder features, their weights and per-prompt attributions, circuits. Search:"), box,
-      overview(cat), browser(cat));
+      overview(cat), browser(cat), finder());
   }
 
   start().catch((e) => cc.showError(main, e));

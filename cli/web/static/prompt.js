@@ -66,8 +66,63 @@
         ccGraph.legend([["token", "token (embedding)"], ["feature", "feature"], ["error", "error / bias"], ["target", "metric"]],
           "feature size ∝ activation"),
         box),
-      section("Strongest edges", strongest(graph)));
+      section("Strongest edges", strongest(graph)),
+      positionPanel(info, meta.circuitcat.transcoder_set),
+      comparePanel(info, meta.circuitcat.transcoder_set));
     redraw();
+  }
+
+  const described = (r) => r.description || "";
+
+  // `prompt show UID --position N`: the features at one position, and the metric's direct inputs.
+  function positionPanel(info, set) {
+    const select = el("select", { id: "position-select" },
+      info.tokens.map((t, i) => el("option", { value: i }, `${i}: ${t}`)));
+    select.value = String(info.tokens.length - 1);
+    const out = el("div", { id: "position-features" });
+    const drivers = el("div", { id: "metric-inputs" });
+    const show = async () => {
+      const r = await cc.api(cc.apiPath("/api/prompts", info.uid) +
+        `/position?pos=${select.value}&set=${encodeURIComponent(set)}`);
+      out.replaceChildren(el("p", { class: "hint" }, `${r.n_features} features at position ${r.position} (${JSON.stringify(r.token)})`),
+        cc.table([
+          { title: "feature", cell: (f) => cc.featureLink(f.uid) },
+          { title: "activation", class: "num", cell: (f) => num(f.activation) },
+          { title: "description", cell: described }], r.features, { id: "position-table" }));
+      drivers.replaceChildren(cc.table([
+        { title: "node", cell: (d) => (d.feature_index !== null && d.feature_index !== undefined ? cc.featureLink(d.uid)
+          : d.token ? `token ${JSON.stringify(d.token)}` : `${d.error_kind || "node"} (L${d.layer})`) },
+        { title: "position", class: "num", cell: (d) => d.pos },
+        { title: "w", class: "num", cell: (d) => signed(d.w) },
+        { title: "description", cell: described }], r.metric_inputs, { id: "metric-table" }));
+    };
+    select.addEventListener("change", () => show().catch((e) => cc.showError(out, e)));
+    show().catch((e) => cc.showError(out, e));
+    return el("div", { class: "grid two" },
+      section("Features at one position", el("label", {}, "position ", select), out),
+      section("What drives the metric (edges into it)", drivers));
+  }
+
+  // `prompt compare A B`: the features this prompt's graph shares with another's.
+  function comparePanel(info, set) {
+    const other = el("input", { name: "other", size: 40, id: "compare-input", placeholder: "another prompt uid (prompt list)" });
+    const out = el("div", { id: "compare-result" });
+    const form = el("form", { class: "inline", id: "compare-form" }, other, el("button", { type: "submit" }, "Compare"));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        const r = await cc.api(`/api/prompt-compare?a=${encodeURIComponent(info.uid)}&b=${encodeURIComponent(other.value.trim())}&set=${encodeURIComponent(set)}`);
+        out.replaceChildren(el("p", { class: "hint" }, `${r.n_shared} shared features (this prompt has ${r.n_features_a}, the other ${r.n_features_b})`),
+          cc.table([
+            { title: "feature", cell: (f) => cc.featureLink(f.uid) },
+            { title: "here", class: "num", cell: (f) => num(f.activation_a) },
+            { title: "there", class: "num", cell: (f) => num(f.activation_b) },
+            { title: "description", cell: described }], r.shared, { id: "compare-table" }));
+      } catch (e) {
+        cc.showError(out, e);
+      }
+    });
+    return section("Features shared with another prompt", form, out);
   }
 
   function strongest(graph) {
