@@ -37,8 +37,9 @@ def test_the_short_uid_circuit_show_prints_is_accepted(store: str) -> None:
 
 def test_a_missing_feature_hint_names_its_set_and_layer(store: str) -> None:
     result = CliRunner().invoke(app, ["feature", "show", "L2/99", "--store", store])
-    assert result.exit_code == 1
-    assert f"set_uid={data.SET.uid} -p layer=2" in result.output
+    assert result.exit_code == 1  # the model has 2 layers: the hint says so, and lists layer 0
+    assert "has 2 layers (L0 to L1)" in result.output
+    assert f"set_uid={data.SET.uid} -p layer=0" in result.output
 
 
 def test_each_format_is_its_own_format(store: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +17,11 @@ from circuitcat.catalog.copy import copy_catalog
 from circuitcat.catalog.graph_json import prompt_graph_json
 from circuitcat.cli.main import app
 
+from .content import checksum
 from .neo4j_server import Neo4jServer, empty_neo4j
 from .test_docs import _scalars, doc_queries
 from .test_graph_json import _first_prompt, _graph
+from .test_reads import READS, fill, first_prompt
 
 pytestmark = pytest.mark.neo4j
 
@@ -55,6 +58,22 @@ def test_both_stores_export_the_same_file(toy_catalog: str, toy_neo4j: CatalogSt
         exclude={"metadata": {"info"}}
     )
     assert json.dumps(from_neo4j, sort_keys=True) == json.dumps(embedded, sort_keys=True)
+
+
+def test_read_commands_change_nothing_on_neo4j(
+    toy_catalog: str, toy_neo4j: CatalogStore, neo4j_server: Neo4jServer, tmp_path: Path
+) -> None:
+    """Every read command of tests/test_reads.py, on Neo4j: each answers, nothing changes."""
+    env = {
+        "CIRCUITCAT_STORE": neo4j_server.uri,
+        "CIRCUITCAT_NEO4J_USER": neo4j_server.user or "",
+        "CIRCUITCAT_NEO4J_PASSWORD": neo4j_server.password or "",
+    }
+    before, prompt = checksum(toy_neo4j), first_prompt(toy_catalog)
+    for command in READS:
+        done = CliRunner().invoke(app, fill(command, tmp_path, prompt), env=env)
+        assert done.exit_code == 0, f"{' '.join(command)}\n{done.output}"
+    assert checksum(toy_neo4j) == before
 
 
 def _cli_json(args: list[str], env: dict[str, str] | None = None) -> Any:
