@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from circuitcat.catalog import CatalogStore
 from circuitcat.catalog.circuits import CircuitReport, CircuitView, find_circuit, show_circuit
+from circuitcat.catalog.descriptions import describe_set
 
 from .corpus import open_corpus
 from .faithfulness import Faithfulness, verify_circuit
@@ -108,6 +109,8 @@ def run_demo(
     reused = finished_run(store, "features", {"set": reg.set_uid, "corpus": corpus.describe()})
     if reused is None:
         run_features(store, loaded, tset, corpus, device=device)
+    else:  # measured by an older circuitcat, perhaps: descriptions from what is stored
+        describe_set(store, reg.set_uid)
     stage.start("weights")
     weights = run_weights(store, loaded, tset, WeightsParams())
     circuits = []
