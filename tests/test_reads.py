@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from circuitcat.catalog import open_store
+from circuitcat.catalog import ladybug_store, open_store
 from circuitcat.catalog.labels import add_label
 from circuitcat.cli.main import app
 from circuitcat.cli.web import ServeConfig, create_app
@@ -162,3 +163,41 @@ def test_query_values_are_left_out_of_the_access_log() -> None:
     assert without_query_values("/api/x") == "/api/x"
     assert without_query_values("/api/x?token=abc&q=1") == "/api/x?token=***&q=***"
     assert without_query_values("/a?abc123&=x&t=1=2") == "/a?***&***&t=***"
+
+
+HOLD_CHECKPOINT = """
+import fcntl, os, sys, time
+path = sys.argv[1]
+with open(path, "a+") as f:
+    fcntl.lockf(f, fcntl.LOCK_EX)
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+os.remove(path)
+"""
+
+
+def _checkpointing(store: str, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the lock a writer holds while it checkpoints the file."""
+    lock = Path(store) / "catalog.lbug.checkpoint.intent.lock"
+    args = [sys.executable, "-c", HOLD_CHECKPOINT, str(lock), str(seconds)]
+    holder = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
+def test_a_read_waits_for_a_writers_checkpoint(
+    toy_catalog: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = copy_toy(toy_catalog, tmp_path / "toy")
+    holder = _checkpointing(store, 3)
+    done = CliRunner().invoke(app, ["feature", "show", "L0/156", "--store", store])
+    holder.wait(timeout=30)
+    assert done.exit_code == 0, done.output
+    assert "waiting: a writer is checkpointing" in done.stderr
+    monkeypatch.setattr(ladybug_store, "CHECKPOINT_WAIT_S", 0.5)
+    holder = _checkpointing(store, 5)
+    try:
+        done = CliRunner().invoke(app, ["feature", "show", "L0/156", "--store", store])
+    finally:
+        holder.kill()
+    assert done.exit_code == 1 and "has been checkpointing" in done.stderr.splitlines()[-1]
