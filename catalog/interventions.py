@@ -56,7 +56,7 @@ def save_intervention(
             [record.uid] * n,
             list(features),
             {
-                "value": [float("nan") if value is None else float(value)] * n,
+                **({"value": [float(value)] * n} if value is not None else {}),
                 "positions": [where] * n,
                 "run": [run.uid] * n,
             },

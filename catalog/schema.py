@@ -211,7 +211,7 @@ REL_SPECS: dict[RelKind, RelSpec] = {
     RelKind.FOR_MODEL: RelSpec(((NodeKind.TRANSCODER_SET, NodeKind.MODEL),), {"run": S}),
     RelKind.HAS_LABEL: RelSpec(((NodeKind.FEATURE, NodeKind.LABEL),), {"run": S}),
     # (:Intervention)-[:EDITS {value, positions}]->(:Feature): `value` is the op's value (the
-    # clamp value, the scale, the steering coefficient; NaN for zero, mean and patch),
+    # clamp value, the scale, the steering coefficient; absent for zero, mean and patch),
     # `positions` the edited positions as JSON ("all" when every position).
     RelKind.EDITS: RelSpec(
         ((NodeKind.INTERVENTION, NodeKind.FEATURE),), {"value": F, "positions": S, "run": S}

@@ -205,3 +205,25 @@ def test_compare_page_shows_two_circuits_with_shared_nodes(browser: Any, base_ur
     scores = {m["uid"]: m for m in cmp["features"]["members"]}[uid]
     assert "greater-than" in text and "less-than" in text
     assert f"{scores['score_a']:.3g}" in text and f"{scores['score_b']:.3g}" in text  # as num()
+
+
+def test_intervention_run_on_the_feature_page_is_saved_and_listed(
+    browser: Any, base_url: str
+) -> None:
+    """The feature page's form POSTs with the token; the result shows, the saved intervention
+    is listed on the feature page and on the circuit page."""
+    browser.get(f"{base_url}/feature/{FEATURE}")
+    form = _wait(browser, "#intervention-form")
+    assert "no saved interventions" in browser.find_element("id", "feature-interventions").text
+    form.find_element("name", "n").clear()
+    form.find_element("name", "n").send_keys("8")
+    form.find_element("name", "token").send_keys(TOKEN)
+    form.find_element("css selector", "button").click()
+    result = _wait(browser, "#intervention-result")
+    assert "prob_diff" in result.text and "saved as" in result.text
+    listed = _wait(browser, "table#feature-interventions")
+    assert "zero" in listed.text and "alice" in listed.text
+    _screenshot(browser, "intervention", 1200)
+    browser.get(f"{base_url}/circuit/{CIRCUIT}")
+    assert "alice" in _wait(browser, "table#circuit-interventions").text
+    _no_console_errors(browser)

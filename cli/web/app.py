@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from circuitcat.catalog.errors import CircuitcatError
 
-from . import api
+from . import api, interventions
 from .config import ServeConfig
 from .errors import status_of
 from .state import ServedCatalog
@@ -70,6 +70,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     )
     app.state.catalog = catalog
     app.include_router(api.router)
+    app.include_router(interventions.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for path, page in PAGES.items():
         app.add_api_route(path, _page(page), methods=["GET"], include_in_schema=False)

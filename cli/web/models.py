@@ -92,6 +92,9 @@ class FeaturePage(BaseModel):
     outputs: Connections
     circuits: list[Open]
     labels: list[Label] = Field(description="Label history, newest first.")
+    interventions: list[Open] = Field(
+        default_factory=list, description="Saved interventions that edited it, newest first."
+    )
 
 
 class GraphNode(Open):
@@ -117,6 +120,9 @@ class CircuitGraph(BaseModel):
     links: list[GraphLink]
     heads: list[Open]
     paths: list[Open]
+    interventions: list[Open] = Field(
+        default_factory=list, description="Saved interventions on its features, newest first."
+    )
 
 
 class Search(Open):

@@ -15,6 +15,7 @@ from circuitcat.catalog import CatalogStore
 from circuitcat.catalog.circuits import circuit_members, strongest_paths, top_logit_text
 from circuitcat.catalog.descriptions import best_description
 from circuitcat.catalog.errors import QueryError
+from circuitcat.catalog.interventions import list_interventions
 from circuitcat.catalog.labels import label_history
 
 # ingest/feature_stats.py bins act_hist this way (copied: importing it would import torch;
@@ -157,6 +158,7 @@ def feature_page(store: CatalogStore, uid: str, k: int = 12) -> dict[str, Any]:
         },
         "circuits": store.query("web_feature_circuits", uid=uid),
         "labels": label_history(store, uid),
+        "interventions": list_interventions(store, feature=uid, limit=k),
     }
 
 
@@ -226,6 +228,7 @@ def circuit_graph(store: CatalogStore, uid: str) -> dict[str, Any]:
         "links": links,
         "heads": m.heads,
         "paths": strongest_paths(edges, into_target, m.activations, tokens, 10),
+        "interventions": store.query("circuit_interventions", uid=uid, limit=50),
     }
 
 

@@ -4,6 +4,7 @@ values from the catalog, run it, and save it on request."""
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -116,9 +117,11 @@ def run_request(
     *,
     save: bool = False,
     max_prompts: int | None = None,
+    still_wanted: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Run the request; with `save`, store it (author: the request's, else the login name).
-    Returns the result as a dict (plus `saved`: the stored uid, and `circuit`)."""
+    """Run the request; with `save`, store it (author: the request's, else the login name)
+    unless `still_wanted` says otherwise by then (a caller that gave up waiting). Returns the
+    result as a dict (plus `saved`: the stored uid, `circuit`, `task` and `prompt`)."""
     iv, circuit_uid = build_intervention(store, req, set_uid)
     where = _prompts(store, loaded, req)
     if max_prompts is not None and len(where.prompts) > max_prompts:
@@ -143,7 +146,7 @@ def run_request(
     out["circuit"] = circuit_uid
     out["task"] = where.task
     out["prompt"] = where.prompt
-    if save:
+    if save and (still_wanted is None or still_wanted()):
         author = req.author or login_name()
         out["saved"] = _save(store, result, iv, tset, set_uid, where, author)
     return out

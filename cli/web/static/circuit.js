@@ -117,7 +117,18 @@
       section("Features", features(g)),
       section("Heads", table([
         { title: "layer", cell: (h) => h.layer }, { title: "head", cell: (h) => h.head },
-        { title: "score", class: "num", cell: (h) => num(h.score) }], g.heads))
+        { title: "score", class: "num", cell: (h) => num(h.score) }], g.heads)),
+      section("Interventions", g.interventions.length
+        ? table([
+          { title: "op", cell: (i) => i.op },
+          { title: "features of this circuit", class: "num", cell: (i) => i.n_circuit_features },
+          { title: "on", cell: (i) => i.task || i.prompt },
+          { title: "before", class: "num", cell: (i) => num(i.before) },
+          { title: "after", class: "num", cell: (i) => num(i.after) },
+          { title: "predicted", class: "num", cell: (i) => num(i.predicted) },
+          { title: "flag", cell: (i) => (i.flagged ? "not carried by the graph" : "ok") },
+          { title: "by", cell: (i) => i.author }], g.interventions, { id: "circuit-interventions" })
+        : el("p", { class: "muted", id: "circuit-interventions" }, "no saved interventions on its features"))
     );
     redraw();
   }

@@ -216,6 +216,63 @@
       el("p", { class: "hint" }, "Labels keep their author and time; the newest is shown everywhere."));
   }
 
+  // Saved interventions on this feature, and a form that runs one (a write token; the
+  // server caps prompts and time, and saves the result under the token's user).
+  function interventions(f) {
+    const saved = f.interventions.length
+      ? table([
+        { title: "op", cell: (i) => i.op },
+        { title: "value", class: "num", cell: (i) => num(i.value) },
+        { title: "on", cell: (i) => i.task || i.prompt },
+        { title: "before", class: "num", cell: (i) => num(i.before) },
+        { title: "after", class: "num", cell: (i) => num(i.after) },
+        { title: "predicted", class: "num", cell: (i) => num(i.predicted) },
+        { title: "flag", cell: (i) => (i.flagged ? "not carried by the graph" : "ok") },
+        { title: "by", cell: (i) => i.author },
+      ], f.interventions, { id: "feature-interventions" })
+      : el("p", { class: "muted", id: "feature-interventions" }, "no saved interventions");
+    const status = el("div", { class: "hint", id: "intervention-status", role: "status" });
+    const tok = window.localStorage.getItem(TOKEN_KEY) || "";
+    const ops = ["zero", "mean", "clamp", "scale", "steer"].map((o) => el("option", { value: o }, o));
+    const form = el("form", { class: "inline", id: "intervention-form" },
+      el("label", {}, "op", el("select", { name: "op" }, ...ops)),
+      el("label", {}, "value", el("input", { name: "value", size: 6, placeholder: "3xmax" })),
+      el("label", {}, "position", el("input", { name: "pos", size: 4, placeholder: "all" })),
+      el("label", {}, "task", el("input", { name: "task", size: 12, value: "greater-than" })),
+      el("label", {}, "prompts", el("input", { name: "n", type: "number", min: 1, max: 40, value: 20, size: 3 })),
+      el("label", {}, "write token", el("input", { name: "token", type: "password", autocomplete: "off", value: tok })),
+      el("button", { type: "submit" }, "Run and save"));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const data = new FormData(form);
+      const pos = String(data.get("pos") || "").trim();
+      status.textContent = "running…";
+      status.className = "hint";
+      try {
+        const r = await cc.api("/api/interventions", {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Authorization: `Bearer ${data.get("token")}` },
+          body: JSON.stringify({
+            op: data.get("op"), features: [f.uid], value: String(data.get("value") || "") || null,
+            positions: pos ? [Number(pos)] : null, task: data.get("task"), n: Number(data.get("n")),
+            set_uid: f.set_uid,
+          }),
+        });
+        status.replaceChildren(el("p", { id: "intervention-result" },
+          `${r.metric}: ${num(r.before)} → ${num(r.after)} (frozen ${num(r.frozen)}, predicted ${num(r.predicted)}) · `
+          + (r.flagged ? "FLAGGED: the graph's paths do not carry most of this change" : "carried by the graph")
+          + (r.saved ? ` · saved as ${r.saved}` : "")));
+        const fresh = interventions(await load()).querySelector("#feature-interventions");
+        document.getElementById("feature-interventions").replaceWith(fresh);
+      } catch (error) {
+        status.textContent = error.message;
+        status.className = "error";
+      }
+    });
+    return el("div", {}, saved, el("h3", {}, "run one"), form, status,
+      el("p", { class: "hint" }, "actual vs the attribution graph's prediction: see docs/concepts.md (Interventions)."));
+  }
+
   async function load() {
     return cc.api(cc.apiPath("/api/features", cc.pageUid()));
   }
@@ -229,7 +286,8 @@
         el("div", {},
           section("Activation histogram", histogram(f.histogram)),
           section("Logits (decoder · unembedding)", logits(f)),
-          section("Circuits", circuits(f))),
+          section("Circuits", circuits(f)),
+          section("Interventions", interventions(f))),
         el("div", {}, section("Top activating contexts", contexts(f)), section("Label", labels(f)))),
       connections(f)
     );
