@@ -8,7 +8,8 @@ installed --no-deps beside transformer-lens 3.9 and sae-lens); it runs circuitca
 project venv (`.venv/bin/python bench/compare_circuit_tracer.py --ours ...`, a subprocess), so no
 circuit-tracer code enters the project and no circuitcat code enters the throwaway venv.
 
-Per case (a tiny model family x a circuit-tracer layout: cross-layer, skip, JumpReLU, TopK):
+Per case (a tiny model family x a circuit-tracer layout: cross-layer, skip, JumpReLU, TopK;
+and Gemma Scope 2, JumpReLU + affine skip, on Gemma 3):
 1. circuitcat: `load_pair` loads the model folder and the set as every job does (unprocessed,
    ln2's affine folded into the encoders and the skip), `attribute` builds the graph of the
    fixture prompt for the logit of the model's top next token; the model's HookedTransformer
@@ -55,7 +56,7 @@ CASES = [
         "circuit-tracer-jumprelu",
         "circuit-tracer-topk",
     )
-]
+] + [("gemma3", "gemmascope2")]  # Gemma Scope 2: JumpReLU + affine skip, for Gemma 3
 TOPK = {"circuit-tracer-topk": 8}  # circuit-tracer writes TopK sets like ReLU ones
 TOP = 100
 Key = tuple[Any, ...]
@@ -126,17 +127,44 @@ def ct_transcoders(family: str, layout: str) -> Any:
     from circuit_tracer.transcoder.single_layer_transcoder import load_transcoder_set
 
     folder = FIXTURES / "transcoders" / family / layout
-    hooks = {"feature_input_hook": "mlp.hook_in", "feature_output_hook": "mlp.hook_out"}
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    hooks = {k: config[k] for k in ("feature_input_hook", "feature_output_hook")}
     cpu = {"device": torch.device("cpu"), "dtype": torch.float32}
+    lazy = {"lazy_decoder": False, "lazy_encoder": False}
     if layout.endswith("-clt"):
-        return load_clt(str(folder), **hooks, **cpu, lazy_decoder=False, lazy_encoder=False)
-    listed = yaml.safe_load((folder / "config.yaml").read_text())["transcoders"]
-    paths = {i: str(folder / entry) for i, entry in enumerate(listed)}
-    tset = load_transcoder_set(paths, scan="fixtures", **hooks, **cpu)
+        return load_clt(str(folder), **hooks, **cpu, **lazy)
+    # hf://<org>/<repo>/<file> entries sit at <file> in the fixture folder
+    paths = {
+        i: str(folder / (e.removeprefix("hf://").split("/", 2)[-1] if e.startswith("hf://") else e))
+        for i, e in enumerate(config["transcoders"])
+    }
+    # circuit-tracer picks its Gemma Scope 2 loader from the hub repo id, which these local
+    # fixtures lack: name it, as load_transcoders does for a gemma-scope-2 repo
+    special = "gemma-scope-2" if layout == "gemmascope2" else None
+    tset = load_transcoder_set(
+        paths, scan="fixtures", **hooks, **cpu, **lazy, special_load_fn=special
+    )
     for tc in tset:
         if layout in TOPK:
             tc.activation_function = TopK(TOPK[layout])
     return tset
+
+
+def _own_rotary_tables(model: Any) -> None:
+    """circuit-tracer 0.5's TransformerLens backend shares one RoPE sin/cos table across all
+    blocks (`_deduplicate_attention_buffers` keeps the last block's). Gemma 3's local layers use
+    another rotary base than its global ones, so with one table its forward is not the model's
+    (logits off by 0.45 on the gemma3 fixture, from blocks.0.attn.hook_rot_q on). Give each
+    block back its own table, as transformer_lens builds it; other families have one base."""
+    from transformer_lens import HookedTransformer
+
+    if getattr(model.cfg, "rotary_base_local", None) is None:
+        return
+    fresh = HookedTransformer(model.cfg)
+    for mine, built in zip(model.blocks, fresh.blocks, strict=True):
+        if hasattr(built.attn, "rotary_sin"):
+            mine.attn.rotary_sin = built.attn.rotary_sin.to(mine.attn.rotary_sin)
+            mine.attn.rotary_cos = built.attn.rotary_cos.to(mine.attn.rotary_cos)
 
 
 def theirs(family: str, layout: str, handed: dict[str, Any]) -> tuple[list[Key], torch.Tensor]:
@@ -155,6 +183,7 @@ def theirs(family: str, layout: str, handed: dict[str, Any]) -> tuple[list[Key],
     model = TransformerLensReplacementModel(cfg, tokenizer=tokenizer)
     model.load_state_dict(handed["state_dict"])
     model._configure_replacement_model(ct_transcoders(family, layout))  # its from_config path
+    _own_rotary_tables(model)
     vec = model.unembed.W_U[:, handed["token"]].detach().clone()
     graph = attribute(
         handed["tokens"],
