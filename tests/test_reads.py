@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from circuitcat.catalog import ladybug_store, open_store
+from circuitcat.catalog.errors import StoreUnavailableError
 from circuitcat.catalog.labels import add_label
 from circuitcat.cli.main import app
 from circuitcat.cli.web import ServeConfig, create_app
@@ -157,6 +158,10 @@ def test_a_mistyped_path_is_not_a_catalog(tmp_path: Path) -> None:
             assert done.exit_code == 1, f"{' '.join(args)}\n{done.output}"
             assert done.stderr.count("\n") == 1 and "there is no catalog at" in done.stderr
             assert list(tmp_path.iterdir()) == [], f"{' '.join(args)} created a file"
+        for tokens in ({}, {"alice": TOKEN}):  # `serve`, read-only and label-writing
+            with pytest.raises(StoreUnavailableError, match="there is no catalog at"):
+                create_app(ServeConfig(store=store, tokens=tokens)).state.catalog.open()
+            assert list(tmp_path.iterdir()) == []
 
 
 def test_query_values_are_left_out_of_the_access_log() -> None:

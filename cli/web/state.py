@@ -19,6 +19,7 @@ from circuitcat.catalog import CatalogStore, QueryResult, open_store
 from circuitcat.catalog.errors import CircuitcatError, QueryError
 from circuitcat.catalog.ladybug_store import database_file
 
+from ..common import existing_store
 from .config import ServeConfig
 
 
@@ -36,7 +37,12 @@ class ServedCatalog:
         # Read-only unless someone may write labels; the schema is created only by a writer
         # (a Neo4j user with read rights only cannot create constraints).
         writable = self.config.writable
-        self._store = open_store(self.config.store, init=writable, read_only=not writable)
+        # A writer needs a catalog that exists: a mistyped --store is an error, not a new one.
+        self._store = (
+            existing_store(self.config.store)
+            if writable
+            else open_store(self.config.store, read_only=True)
+        )
         if self._store.backend == "ladybug":
             self._lock = threading.Lock()
             if not writable and not _has_label_tables(self._store):
