@@ -180,6 +180,23 @@ def test_a_circuit_with_an_empty_member_kind_is_found(filled: CatalogStore) -> N
         assert len(filled.query("circuit_features", uid=report.uid)) == report.n_features
 
 
+def test_circuit_find_with_no_heads_through_the_cli(tmp_path: Path) -> None:
+    """The command as a user runs it: one line of output per part, no traceback."""
+    from .helpers import invoke
+
+    path = str(tmp_path / "catalog")
+    with open_store(path) as s:
+        data.write_all(s)
+        s.run_cypher(
+            "MATCH ()-[r:ATTRIBUTES]->() WHERE r.via STARTS WITH 'attn:' DELETE r", write=True
+        )
+    out = invoke("circuit", "find", "--task", "greater-than", "--top-n", "2", "--store", path)
+    assert "Traceback" not in out and "features" in out
+    with open_store(path) as s:
+        (circuit,) = s.query("circuits", circuit_name="greater-than")
+        assert s.query("circuit_heads", uid=circuit["uid"]) == []
+
+
 def test_edges_to_missing_nodes_are_refused_and_nothing_is_written(filled: CatalogStore) -> None:
     src = data.feature_uids(0)[:2]
     batch = EdgeBatch(
