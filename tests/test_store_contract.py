@@ -181,7 +181,7 @@ def test_a_circuit_with_an_empty_member_kind_is_found(filled: CatalogStore) -> N
 
 
 def test_circuit_find_with_no_heads_through_the_cli(tmp_path: Path) -> None:
-    """The command as a user runs it: one line of output per part, no traceback."""
+    """The command as a user runs it: exits 0 with its summary, no traceback."""
     from .helpers import invoke
 
     path = str(tmp_path / "catalog")
