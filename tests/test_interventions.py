@@ -273,3 +273,22 @@ def test_every_kind_ablates_and_clamps(tset_info: dict[str, Any]) -> None:
                      Intervention("steer", ((tset.layers[0], 2),), value=1e-3))  # fmt: skip
     assert tiny.frozen - tiny.before == pytest.approx(tiny.predicted - tiny.before, rel=5e-2,
                                                       abs=1e-6)  # fmt: skip
+
+
+def test_stored_prompts_and_given_tokens(toy_catalog: str) -> None:
+    """A stored prompt runs with its task's answer sets; a bare text with --correct and
+    --incorrect tokens is scored by their logit difference."""
+    with open_store(toy_catalog, read_only=True) as s:
+        uid = s.query("prompts_of_task", task=GT, limit=1)[0]["uid"]
+    out = json.loads(invoke("intervention", "run", "zero", "L3/16", "--prompt-uid", uid,
+                            "--store", toy_catalog, "-f", "json"))  # fmt: skip
+    assert out["metric"] == "prob_diff" and out["task"] == GT and out["prompt"] == uid
+    out = json.loads(
+        invoke("intervention", "run", "scale", "L2/7", "--value", "0.5", "--prompt",
+               "the war lasted from the year 17 32 to the year 17", "--correct", "45",
+               "--incorrect", "12", "--store", toy_catalog, "-f", "json")
+    )  # fmt: skip
+    assert out["metric"] == "logit_diff" and out["n_prompts"] == 1
+    csv = invoke("intervention", "run", "zero", "L3/16", "--prompt-uid", uid,
+                 "--store", toy_catalog, "-f", "csv")  # fmt: skip
+    assert csv.splitlines()[0] == "field,value" and "predicted" in csv

@@ -100,22 +100,12 @@ def stored_prompt(store: CatalogStore, loaded: LoadedModel, uid: str) -> PromptS
 
 
 def task_text_prompt(loaded: LoadedModel, task_name: str, text: str) -> PromptSet:
-    """A text prompt of a built-in task, with the answer sets and metric the task gives it;
-    InterventionError when the text is not one of the task's prompts."""
-    spec = BUILTIN_TASKS.get(task_name)
-    if spec is None:
-        raise InterventionError(
-            f"--task {task_name!r} with --prompt needs a built-in task ({', '.join(BUILTIN_TASKS)})"
-        )
-    split: Split = "all"
-    task = load_task(task_name, loaded.model.tokenizer, n=spec.available(split), split=split)
-    for p in task.prompts:
-        if p.text == text:
-            return PromptSet((p,), task.metric, task=task_name, prompt=text)
-    raise InterventionError(
-        f"{text!r} is not a {task_name} prompt (e.g. {task.prompts[0].text!r}); leave out "
-        "--task to score it by --correct/--incorrect tokens"
-    )
+    """A text prompt of a built-in task, with the answer sets and metric the task gives it
+    (ingest/task_text.py); TaskError when the task cannot read the text."""
+    from ..task_text import task_from_text
+
+    task = task_from_text(task_name, loaded.model.tokenizer, [text])
+    return PromptSet(task.prompts, task.metric, task=task_name, prompt=text)
 
 
 def task_prompts(
