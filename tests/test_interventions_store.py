@@ -47,6 +47,7 @@ def test_saved_interventions_read_the_same_on_both_stores_and_survive_copy(
     assert neo.info().nodes["Intervention"] == 1
     assert neo.info().relationships["EDITS"] == 2
     one = get_intervention(neo, data.INTERVENTION.uid)
-    assert one["spec"]["value"] == 3.0 and one["flagged"] is False
-    assert math.isclose(one["after"], 0.9)
+    assert one["spec"]["value"] is None and one["flagged"] is False
+    assert math.isclose(one["after"], 0.6)
+    assert [f["value"] for f in one["features"]] == [None, None]
     assert _answers(lb) == _answers(neo)

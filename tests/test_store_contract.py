@@ -387,6 +387,14 @@ def _named_query_params() -> dict[str, dict]:
             "layer": -1,
             "limit": 5,
         },
+        # catalog/queries/interventions.cypher (saved interventions)
+        "interventions": {"limit": 5},
+        "intervention": {"uid": data.INTERVENTION.uid},
+        "intervention_features": {"uid": data.INTERVENTION.uid, "limit": 5},
+        "feature_interventions": {"uid": data.feature_uids(1)[0], "limit": 5},
+        "circuit_interventions": {"uid": circuit, "limit": 5},
+        "ablations_moving_task": {"task": "greater-than", "min_change": 0.1, "limit": 5},
+        "set_feature_max": {"set_uid": data.SET.uid},
     }
 
 
