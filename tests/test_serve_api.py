@@ -117,7 +117,8 @@ def test_features_filtered_sorted_paged(client: TestClient) -> None:
 
 
 def test_circuit_as_a_graph(client: TestClient) -> None:
-    assert [c["uid"] for c in client.get("/api/circuits").json()] == [CIRCUIT]
+    listed = [c["uid"] for c in client.get("/api/circuits").json()]
+    assert CIRCUIT in listed and len(listed) == 3  # the demo's: one per built-in task
     g = client.get(f"/api/circuits/{CIRCUIT}").json()
     kinds = {n["kind"] for n in g["nodes"]}
     assert kinds == {"token", "feature", "target"} and g["n_layers"] == 4
@@ -481,6 +482,7 @@ def test_demo_ends_with_the_serve_command() -> None:
         faithfulness=f,
         seconds={"load": 0.1},
         store_uri="/tmp/my catalog",
+        circuits=[],
     )
     out = io.StringIO()
     _summary(Console(file=out, width=200), report, Path("circuit.png"))  # type: ignore[arg-type]
