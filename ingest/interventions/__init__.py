@@ -9,5 +9,6 @@ attribution graph's prediction beside the model's answer (docs/concepts.md).
 
 from .core import InterventionResult, intervene
 from .edits import OPS, Intervention, ResolvedEdit
+from .run import Freeze
 
-__all__ = ["OPS", "Intervention", "InterventionResult", "ResolvedEdit", "intervene"]
+__all__ = ["OPS", "Freeze", "Intervention", "InterventionResult", "ResolvedEdit", "intervene"]

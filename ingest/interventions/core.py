@@ -20,6 +20,8 @@ from .edits import Intervention, ResolvedEdit, check_intervention, resolve
 from .run import (
     FLAG_FLOOR,
     FLAG_FRACTION,
+    FROZEN,
+    Freeze,
     Metric,
     clean_pass,
     edited_pass,
@@ -40,7 +42,7 @@ class InterventionResult:
     n_prompts: int
     before: float
     after: float  # actual: attention, normalisation and errors live
-    frozen: float  # attention, normalisation and errors frozen at the clean pass
+    frozen: float  # attention, normalisation and errors frozen at the clean pass (`freeze`)
     predicted: float  # the attribution graph's first-order prediction
     flagged: bool
     tolerance: dict[str, float]
@@ -140,13 +142,16 @@ def intervene(
     source: TaskPrompt | None = None,
     generate: int = 0,
     top_k: int = TOP_K,
+    freeze: Freeze = FROZEN,
 ) -> InterventionResult:
     """Run `iv` on `prompts` (one batch) and compare with the clean run and the graph.
 
     `metric`: 'prob_diff' or 'logit_diff' over each prompt's correct and incorrect tokens, or
     'logit' (the first correct token's logit). `means` is needed by the mean op (layer ->
-    [d_transcoder]), `act_max` by a clamp in multiples of max, `source` by patch. The model
-    runs on its own device; results are fp32 means over the prompts."""
+    [d_transcoder]), `act_max` by a clamp in multiples of max, `source` by patch. `freeze` is
+    what the frozen number holds at the clean run (by default attention patterns,
+    normalisation scales and errors; `Freeze.circuit_tracer(...)` for circuit-tracer's modes).
+    The model runs on its own device; results are fp32 means over the prompts."""
     check_intervention(iv, tset)
     if not prompts:
         raise InterventionError("an intervention needs at least one prompt")
@@ -172,7 +177,7 @@ def intervene(
     before = score_of(clean.logits)
     live = edited_pass(model, tset, tokens[:n], edit, None, iv.keep_error)
     after = score_of(live)
-    frozen = score_of(edited_pass(model, tset, tokens[:n], edit, clean, iv.keep_error))
+    frozen = score_of(edited_pass(model, tset, tokens[:n], edit, clean, iv.keep_error, freeze))
     predicted = before + _first_order(edit, clean, n)
     per_prompt = [
         {"before": float(b), "after": float(a), "frozen": float(f), "predicted": float(p)}

@@ -15,6 +15,11 @@ the attribution graph's prediction, on a batch of prompts in three forward passe
 3. frozen: the edited model with attention patterns, normalisation scales and errors frozen at
    the clean pass's values; feature gates and TopK re-selection stay live.
 
+What pass 3 holds is a `Freeze`; the default is the above. `Freeze.circuit_tracer` gives
+circuit-tracer's `feature_intervention` modes (attention only; or `constrained_layers`, whose
+transcoder activations and errors are also held), checked against it in
+tests/test_interventions_reference.py.
+
 actual - frozen is what moved through attention, normalisation and error terms; frozen -
 predicted is what feature nonlinearity (features switching on or off) adds. An intervention is
 flagged when the graph's prediction misses most of the actual change (see `flag`).
@@ -58,6 +63,40 @@ def metric_values(metric: Metric, logits_last: Tensor, prompts: Sequence[TaskPro
     return score(metric, logits_last, prompts)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class Freeze:
+    """What the frozen pass (3) holds at the clean pass's values; the default is circuitcat's
+    frozen model (module doc). `attention`: attention patterns; `norm`: normalisation scales;
+    `error`: each transcoder's error and the output of every MLP without a transcoder.
+    `constrained`: layers whose output is also held, transcoder activations included, so the
+    edit's effect does not pass through their features (the skip stays live); the edit then
+    writes only into these layers, and the other layers run unedited."""
+
+    attention: bool = True
+    norm: bool = True
+    error: bool = True
+    constrained: tuple[int, ...] | None = None
+
+    @classmethod
+    def circuit_tracer(
+        cls, n_layers: int, freeze_attention: bool = True,
+        constrained_layers: Sequence[int] | None = None,
+    ) -> Freeze:  # fmt: skip
+        """circuit-tracer 0.5's `ReplacementModel.feature_intervention` modes: attention
+        patterns frozen (with `freeze_attention` or `constrained_layers`); normalisation scales
+        only when `constrained_layers` spans every layer; errors live outside it."""
+        layers = tuple(constrained_layers) if constrained_layers else None
+        return cls(
+            attention=freeze_attention or layers is not None,
+            norm=layers is not None and set(range(n_layers)) <= set(layers),
+            error=False,
+            constrained=layers,
+        )
+
+
+FROZEN = Freeze()
+
+
 @dataclass
 class CleanRun:
     """What the clean pass recorded: logits, each layer's activations, frozen values, and each
@@ -74,11 +113,16 @@ class _Replacement:
     """Hooks of one pass: each transcoder's activations computed at its input hook (and
     edited), each replaced layer's output rewritten as error + transcoder writes."""
 
-    def __init__(self, model: Any, tset: TranscoderSet, keep_error: bool) -> None:
+    def __init__(
+        self, model: Any, tset: TranscoderSet, keep_error: bool,
+        held: CleanRun | None = None, constrained: tuple[int, ...] = (),
+    ) -> None:  # fmt: skip
         self.model, self.tset, self.keep_error = model, tset, keep_error
         self.z: dict[int, Tensor] = {}
         self.writes: dict[int, Tensor] = {}
         self.inputs: dict[int, Tensor] = {}
+        # Freeze.constrained: writes into these layers come from `held`'s activations
+        self.held, self.constrained = held, set(constrained)
 
     def encode(self, x: Tensor, layer: int, edit: ResolvedEdit | None,
                leaf: dict[int, Tensor] | None) -> None:  # fmt: skip
@@ -95,8 +139,20 @@ class _Replacement:
         z_out = edit.apply(layer, z) if edit is not None else z
         for m in tc.out_layers:
             if m in self.tset.transcoders:
-                w = z_out @ tc.decoder(m)
+                w = self._source(layer, m, z, z_out, edit) @ tc.decoder(m)
                 self.writes[m] = self.writes[m] + w if m in self.writes else w
+
+    def _source(self, layer: int, m: int, z: Tensor, z_out: Tensor,
+                edit: ResolvedEdit | None) -> Tensor:  # fmt: skip
+        """The activations of `layer` that write into layer `m`: edited, or with
+        Freeze.constrained the held ones (edited) into a constrained layer and the unedited
+        live ones elsewhere."""
+        if self.held is None:
+            return z_out
+        if m not in self.constrained:
+            return z
+        held = self.held.z[layer][: z.shape[0]].to(z)
+        return edit.apply(layer, held) if edit is not None else held
 
     def output(self, layer: int) -> Tensor:
         """The transcoders' output at `layer`: writes + b_dec_out + skip of its own input."""
@@ -104,15 +160,18 @@ class _Replacement:
         return self.writes.pop(layer) + tc.b_dec_out + tc.skip(self.inputs[layer])
 
 
-def _freeze_names(model: Any, tset: TranscoderSet) -> list[str]:
+def _freeze_names(model: Any, tset: TranscoderSet, freeze: Freeze = FROZEN) -> list[str]:
     """What frozen mode holds at the clean pass's values: attention patterns, normalisation
-    scales, and the output of every MLP without a transcoder (all error, as in attribution)."""
+    scales, and the output of every MLP without a transcoder (all error, as in attribution),
+    each as `freeze` says."""
     mlps = {f"blocks.{layer}.hook_mlp_out" for layer in range(model.cfg.n_layers)}
     mlps -= {tset[layer].cfg.output_hook for layer in tset.layers}
     return [
         name
         for name in model.hook_dict
-        if name.endswith("attn.hook_pattern") or name.endswith("hook_scale") or name in mlps
+        if (freeze.attention and name.endswith("attn.hook_pattern"))
+        or (freeze.norm and name.endswith("hook_scale"))
+        or (freeze.error and name in mlps)
     ]
 
 
@@ -151,10 +210,14 @@ def clean_pass(
         rows = torch.arange(len(prompts), device=logits.device)
         values = metric_values(metric, logits[rows, last[: len(prompts)].to(logits.device)],
                                prompts)  # fmt: skip
-        values.sum().backward()
+        # Gradients of the leaves only: the model's parameters keep no .grad.
+        layers = list(leaf)
+        found = torch.autograd.grad(
+            values.sum(), [leaf[layer] for layer in layers], allow_unused=True
+        )
     grads = {
-        layer: (t.grad if t.grad is not None else torch.zeros_like(t)).detach()
-        for layer, t in leaf.items()
+        layer: (g if g is not None else torch.zeros_like(leaf[layer])).detach()
+        for layer, g in zip(layers, found, strict=True)
     }
     z = {layer: t.detach() for layer, t in rep.z.items()}
     return CleanRun(logits.detach(), z, grads, frozen, errors)
@@ -162,15 +225,17 @@ def clean_pass(
 
 def edited_pass(
     model: Any, tset: TranscoderSet, tokens: Tensor, edit: ResolvedEdit,
-    clean: CleanRun | None = None, keep_error: bool = True,
+    clean: CleanRun | None = None, keep_error: bool = True, freeze: Freeze = FROZEN,
 ) -> Tensor:  # fmt: skip
-    """Pass 2 (actual, `clean` None) or 3 (frozen at `clean`'s patterns, scales and errors):
-    the logits of the edited model."""
-    rep = _Replacement(model, tset, keep_error)
+    """Pass 2 (actual, `clean` None) or 3 (frozen at `clean`'s values, what `freeze` names:
+    by default patterns, scales and errors): the logits of the edited model."""
+    constrained = (freeze.constrained or ()) if clean is not None else ()
+    held = clean if clean is not None and freeze.constrained is not None else None
+    rep = _Replacement(model, tset, keep_error, held, constrained)
 
     def out_hook(out: Tensor, layer: int) -> Tensor:
         tc_out = rep.output(layer)
-        if clean is not None:
+        if clean is not None and (freeze.error or layer in rep.constrained):
             err = clean.errors[layer][: out.shape[0]]
         elif keep_error:
             err = out - _unedited_output(rep, layer)
@@ -182,7 +247,7 @@ def edited_pass(
     if clean is not None:
         hooks += [
             (name, _bind(lambda t, n: clean.frozen[n][: t.shape[0]], name))
-            for name in _freeze_names(model, tset)
+            for name in _freeze_names(model, tset, freeze)
         ]
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         return model(tokens.to(model.cfg.device), return_type="logits")
