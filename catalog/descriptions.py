@@ -10,7 +10,8 @@ the context of its strongest example) and the logits it promotes and suppresses,
 It is a property of its own: a human label (`Feature.label`, catalog/labels.py) is never
 overwritten by it, and the best description a reader sees is the first of label, explanation
 (the optional explainer's) and automatic description that a feature has (`best_description`;
-the named queries spell the same order as `coalesce(f.label, f.auto_description)`).
+the named queries spell the same order as
+`coalesce(f.label, f.explanation, f.auto_description)`).
 
 The features job writes descriptions with the statistics (ingest/features.py); `describe_set`
 (`circuitcat feature describe`) writes them for features measured before descriptions existed.

@@ -110,6 +110,10 @@ NODE_PROPS: dict[NodeKind, dict[str, PropType]] = {
         "label": S,  # the newest human label (catalog/labels.py); ingest never writes it
         # Deterministic, from the fields above (catalog/descriptions.py); never a label
         "auto_description": S,
+        # The optional explainer's (ingest/explain.py): its text, detection score, provenance
+        "explanation": S,
+        "explanation_score": F,
+        "explanation_meta": S,
     },
     NodeKind.TOKEN: {"model": S, "token_id": INT, "text": S},
     NodeKind.HEAD: {"model": S, "layer": INT, "head": INT},

@@ -116,9 +116,20 @@ def _dashboard(console: Console, f: dict[str, Any], sources: list[dict[str, Any]
     console.print(
         f"density {num(f['density'])}   mean act {num(f['act_mean'])}   max act {num(f['act_max'])}"
     )
-    source = "label" if f["label"] else "automatic description"
+    source = "label" if f["label"] else "explanation" if f.get("explanation") else "automatic"
     console.print(Text(f"{source}: {best_description(f) or '-'}"))
-    if f["label"] and f.get("auto_description"):
+    if f.get("explanation") and f["label"]:
+        console.print(Text(f"explanation: {f['explanation']}"), style="dim")
+    if f.get("explanation_score") is not None:
+        meta = json.loads(f.get("explanation_meta") or "{}")
+        console.print(
+            Text(
+                f"explanation detection score {f['explanation_score']:.2f} (0.5 is chance; "
+                f"{meta.get('model', '?')}, {meta.get('created_at', '?')})"
+            ),
+            style="dim",
+        )
+    if (f["label"] or f.get("explanation")) and f.get("auto_description"):
         console.print(Text(f"automatic description: {f['auto_description']}"), style="dim")
     hist = f["act_hist"] or []
     if hist and max(hist) > 0:
@@ -237,3 +248,45 @@ def find(
 from .compare import reuse  # noqa: E402
 
 app.command("reuse")(reuse)
+
+
+@app.command("explain")
+@handle_errors
+def explain(
+    uids: Annotated[list[str], typer.Argument(help="Feature uids (or L0/156 with --set).")],
+    url: Annotated[
+        str,
+        typer.Option(
+            envvar="CIRCUITCAT_EXPLAINER_URL",
+            help="An OpenAI-compatible endpoint up to /v1, e.g. http://127.0.0.1:8080/v1.",
+        ),
+    ],
+    model: Annotated[
+        str, typer.Option(envvar="CIRCUITCAT_EXPLAINER_MODEL", help="The model it serves.")
+    ],
+    set_uid: SetOption = None,
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Explain features with a language model you run (off unless called): it reads each
+    feature's top contexts and writes an explanation, which is then scored by detection on
+    held-out contexts (balanced accuracy; 0.5 is chance). The explanation, its score, prompts,
+    model and time are stored on the feature; a label still wins where features are shown.
+    An API key, if the endpoint needs one, is read from CIRCUITCAT_EXPLAINER_KEY."""
+    import os
+
+    from circuitcat.ingest.explain import Explainer, explain_feature
+    from circuitcat.ingest.inputs import load_registered
+
+    explainer = Explainer(url, model, os.environ.get("CIRCUITCAT_EXPLAINER_KEY") or None)
+    rows = []
+    with existing_store(store) as catalog:
+        full = [_resolve_uid(catalog, uid, set_uid) for uid in uids]
+        set_of = {u.rsplit("/", 2)[0] for u in full}
+        if len(set_of) != 1:
+            raise QueryError("explain features of one transcoder set at a time")
+        loaded, tset = load_registered(catalog, set_of.pop())
+        for uid in full:
+            done = explain_feature(catalog, loaded, tset, uid, explainer)
+            rows.append([uid, done["explanation"], round(done["score"], 3)])
+    typer.echo(render(["uid", "explanation", "detection_score"], rows, fmt))

@@ -34,7 +34,8 @@ MATCH (f:Feature {uid: $uid})
 RETURN f.uid AS uid, f.`set` AS set_uid, f.layer AS layer, f.`index` AS feature_index,
        f.density AS density, f.act_mean AS act_mean, f.act_max AS act_max,
        f.act_hist AS act_hist, f.top_logits AS top_logits, f.top_contexts AS top_contexts,
-       f.label AS label, f.auto_description AS auto_description
+       f.label AS label, f.auto_description AS auto_description, f.explanation AS explanation,
+       f.explanation_score AS explanation_score, f.explanation_meta AS explanation_meta
 
 // name: features_in_layer
 MATCH (f:Feature)
@@ -163,10 +164,10 @@ MATCH (a)-[r:ATTRIBUTES]->(b)
 WHERE r.prompt = $prompt AND a.head IS NULL
 RETURN a.uid AS src, a.`set` AS src_set, a.layer AS src_layer, a.`index` AS src_index,
        a.token_id AS src_token, a.kind AS src_kind,
-       coalesce(a.label, a.auto_description) AS src_label,
+       coalesce(a.label, a.explanation, a.auto_description) AS src_label,
        b.uid AS dst, b.`set` AS dst_set, b.layer AS dst_layer, b.`index` AS dst_index,
        b.kind AS dst_kind, b.name AS dst_name,
-       coalesce(b.label, b.auto_description) AS dst_label,
+       coalesce(b.label, b.explanation, b.auto_description) AS dst_label,
        r.src_pos AS src_pos, r.dst_pos AS dst_pos, r.via AS via, r.run AS run, r.w AS w
 ORDER BY src, dst, src_pos, dst_pos, via
 
@@ -196,7 +197,7 @@ ORDER BY uid
 MATCH (c:Circuit {uid: $uid})-[k:CONTAINS]->(f:Feature)
 RETURN f.uid AS uid, f.layer AS layer, f.`index` AS feature_index, k.score AS score,
        f.density AS density, f.act_mean AS act_mean, f.label AS label, f.top_logits AS top_logits,
-       coalesce(f.label, f.auto_description) AS description
+       coalesce(f.label, f.explanation, f.auto_description) AS description
 ORDER BY score DESC, uid
 
 // name: circuit_heads

@@ -1,7 +1,7 @@
 // Research questions as named queries (catalog/research.py, catalog/descriptions.py; the
 // commands `prompt show`, `prompt compare`, `feature find`, `feature describe`). Both stores
-// run them as written. A feature's description is the best it has: its label, else its
-// automatic description. Filters that may be off take '' (strings) or -1 (layers).
+// run them as written. A feature's description is the best it has: its label, else the
+// explainer's explanation, else its automatic description. Filters that may be off take '' (strings) or -1 (layers).
 
 // name: transcoder_set_layers
 MATCH (s:TranscoderSet {uid: $uid})
@@ -21,7 +21,7 @@ ORDER BY uid
 MATCH (a)-[r:ATTRIBUTES]->(f:Feature)
 WHERE r.prompt = $prompt AND r.dst_pos = $pos AND a.head IS NULL AND f.`set` = $set_uid
 RETURN f.uid AS uid, f.layer AS layer, f.`index` AS feature_index, sum(r.w) AS activation,
-       coalesce(f.label, f.auto_description) AS description
+       coalesce(f.label, f.explanation, f.auto_description) AS description
 ORDER BY activation DESC, uid
 
 // name: prompt_metric_inputs
@@ -36,7 +36,8 @@ WHERE r.prompt = $prompt AND a.head IS NULL AND r.run IN runs
   AND (a.`set` IS NULL OR a.`set` = $set_uid)
 RETURN a.uid AS uid, r.src_pos AS pos, a.layer AS layer, a.`index` AS feature_index,
        a.text AS token, a.kind AS error_kind, g.name AS target,
-       coalesce(a.label, a.auto_description) AS description, sum(r.w) AS w
+       coalesce(a.label, a.explanation, a.auto_description) AS description,
+       sum(r.w) AS w
 ORDER BY abs(w) DESC, uid, pos
 LIMIT $limit
 
@@ -61,7 +62,7 @@ WITH f, activation_a, n_positions_a, sum(s.w) AS activation_b,
      count(DISTINCT s.dst_pos) AS n_positions_b
 RETURN f.uid AS uid, f.layer AS layer, f.`index` AS feature_index, activation_a,
        activation_b, n_positions_a, n_positions_b,
-       coalesce(f.label, f.auto_description) AS description
+       coalesce(f.label, f.explanation, f.auto_description) AS description
 ORDER BY CASE WHEN activation_a < activation_b THEN activation_a ELSE activation_b END DESC, uid
 
 // name: features_reading_tokens
@@ -71,7 +72,8 @@ MATCH (t:Token)-[r:DEEMBEDS]->(f:Feature)
 WHERE t.text IN $tokens AND r.w > 0 AND ($set_uid = '' OR f.`set` = $set_uid)
   AND ($layer < 0 OR f.layer = $layer)
 RETURN f.uid AS uid, f.layer AS layer, f.`index` AS feature_index, max(r.w) AS read_w,
-       count(DISTINCT t.text) AS n_read, coalesce(f.label, f.auto_description) AS description
+       count(DISTINCT t.text) AS n_read,
+       coalesce(f.label, f.explanation, f.auto_description) AS description
 ORDER BY read_w DESC, uid
 LIMIT $limit
 
@@ -83,7 +85,7 @@ WHERE t.text IN $tokens AND r.w > 0 AND ($set_uid = '' OR f.`set` = $set_uid)
   AND ($layer < 0 OR f.layer = $layer)
 RETURN f.uid AS uid, f.layer AS layer, f.`index` AS feature_index,
        count(DISTINCT t.text) AS n_promoted, sum(r.w) AS promote_w,
-       coalesce(f.label, f.auto_description) AS description
+       coalesce(f.label, f.explanation, f.auto_description) AS description
 ORDER BY n_promoted DESC, promote_w DESC, uid
 LIMIT $limit
 
@@ -98,6 +100,6 @@ MATCH (f)-[p:PROMOTES]->(u:Token)
 WHERE u.text IN $promotes AND p.w > 0
 RETURN f.uid AS uid, f.layer AS layer, f.`index` AS feature_index, read_w, n_read,
        count(DISTINCT u.text) AS n_promoted, sum(p.w) AS promote_w,
-       coalesce(f.label, f.auto_description) AS description
+       coalesce(f.label, f.explanation, f.auto_description) AS description
 ORDER BY n_promoted DESC, read_w DESC, uid
 LIMIT $limit

@@ -3,12 +3,14 @@
 // where a null parameter has no type on Ladybug. Ties are broken by uid.
 
 // name: web_features
-// Features filtered by set, layer and description text (label or automatic description), sorted by one key ($sort: density, act_max,
-// act_mean, else layer then index; $sign -1.0 for descending), one page of them. Features
-// the corpus pass has not measured sort last either way.
+// Features filtered by set, layer and description text (label, explanation or automatic
+// description), sorted by one key ($sort: density, act_max, act_mean, else layer then index;
+// $sign -1.0 for descending), one page of them. Features the corpus pass has not measured
+// sort last either way.
 MATCH (f:Feature)
 WHERE ($set_uid = '' OR f.`set` = $set_uid) AND ($layer < 0 OR f.layer = $layer)
-  AND ($label = '' OR toLower(coalesce(f.label, '') + ' ' + coalesce(f.auto_description, ''))
+  AND ($label = '' OR toLower(coalesce(f.label, '') + ' ' + coalesce(f.explanation, '') + ' '
+                              + coalesce(f.auto_description, ''))
                       CONTAINS toLower($label))
 WITH f, CASE $sort
           WHEN 'density' THEN f.density
@@ -18,7 +20,8 @@ WITH f, CASE $sort
         END AS sort_key
 RETURN f.uid AS uid, f.`set` AS set_uid, f.layer AS layer, f.`index` AS feature_index,
        f.density AS density, f.act_mean AS act_mean, f.act_max AS act_max, f.label AS label,
-       f.top_logits AS top_logits, coalesce(f.label, f.auto_description) AS description
+       f.top_logits AS top_logits,
+       coalesce(f.label, f.explanation, f.auto_description) AS description
 ORDER BY coalesce(sort_key * $sign, 1.0e300), uid
 SKIP $offset
 LIMIT $limit
@@ -27,7 +30,8 @@ LIMIT $limit
 // How many features web_features would page through.
 MATCH (f:Feature)
 WHERE ($set_uid = '' OR f.`set` = $set_uid) AND ($layer < 0 OR f.layer = $layer)
-  AND ($label = '' OR toLower(coalesce(f.label, '') + ' ' + coalesce(f.auto_description, ''))
+  AND ($label = '' OR toLower(coalesce(f.label, '') + ' ' + coalesce(f.explanation, '') + ' '
+                              + coalesce(f.auto_description, ''))
                       CONTAINS toLower($label))
 RETURN count(f) AS n
 
@@ -38,7 +42,8 @@ WHERE t.text = $token
 MATCH (t)-[r:DEEMBEDS]->(f:Feature)
 WHERE ($set_uid = '' OR f.`set` = $set_uid) AND ($layer < 0 OR f.layer = $layer) AND r.w > 0
 RETURN f.uid AS uid, f.layer AS layer, f.`index` AS feature_index, f.label AS label,
-       coalesce(f.label, f.auto_description) AS description, max(r.w) AS w
+       coalesce(f.label, f.explanation, f.auto_description) AS description,
+       max(r.w) AS w
 ORDER BY w DESC, uid
 LIMIT $limit
 
@@ -49,7 +54,8 @@ WHERE t.text = $token
 MATCH (f:Feature)-[r:PROMOTES]->(t)
 WHERE ($set_uid = '' OR f.`set` = $set_uid) AND ($layer < 0 OR f.layer = $layer) AND r.w > 0
 RETURN f.uid AS uid, f.layer AS layer, f.`index` AS feature_index, f.label AS label,
-       coalesce(f.label, f.auto_description) AS description, max(r.w) AS w
+       coalesce(f.label, f.explanation, f.auto_description) AS description,
+       max(r.w) AS w
 ORDER BY w DESC, uid
 LIMIT $limit
 

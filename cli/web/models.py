@@ -81,8 +81,12 @@ class FeaturePage(BaseModel):
     auto_description: str | None = Field(
         None, description="Built from the catalog (layer, contexts, logits, density)."
     )
+    explanation: str | None = Field(None, description="The optional explainer's.")
+    explanation_score: float | None = Field(
+        None, description="Its detection score (balanced accuracy; 0.5 is chance)."
+    )
     description: str | None = Field(
-        None, description="The best there is: the label, else the automatic description."
+        None, description="The best there is: label, else explanation, else automatic."
     )
     histogram: Histogram
     top_contexts: list[Context]

@@ -142,6 +142,8 @@ def feature_page(store: CatalogStore, uid: str, k: int = 12) -> dict[str, Any]:
         "act_max": f["act_max"],
         "label": f["label"],
         "auto_description": f["auto_description"],
+        "explanation": f["explanation"],
+        "explanation_score": f["explanation_score"],
         "description": best_description(f),
         "histogram": histogram(f["act_hist"]),
         "top_contexts": _parsed(f["top_contexts"], [])[:k],

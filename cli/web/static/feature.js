@@ -22,8 +22,12 @@
       ),
       // The automatic description (catalog/descriptions.py): what the catalog says of it until
       // a person labels it; a label always wins and this stays below it.
+      f.explanation
+        ? el("p", { class: f.label ? "sub muted" : "sub", id: "explanation" },
+          `explanation: ${f.explanation}` + (f.explanation_score === null ? "" : ` (detection score ${num(f.explanation_score)}, 0.5 is chance)`))
+        : null,
       f.auto_description
-        ? el("p", { class: f.label ? "sub muted" : "sub", id: "auto-description" }, `automatic description: ${f.auto_description}`)
+        ? el("p", { class: f.label || f.explanation ? "sub muted" : "sub", id: "auto-description" }, `automatic description: ${f.auto_description}`)
         : null
     );
   }
