@@ -106,8 +106,11 @@ def _nothing() -> None:
     return None
 
 
-def _start_launcher(state_dir: Path) -> tuple[Neo4jServer | None, Cleanup, str]:
-    """Starts docker/neo4j-local (building it first if needed); cleanup stops it."""
+def _start_launcher(
+    state_dir: Path, env: dict[str, str] | None = None
+) -> tuple[Neo4jServer | None, Cleanup, str]:
+    """Starts docker/neo4j-local (building it first if needed); cleanup stops it. `env` adds
+    launcher settings (e.g. NEO4J_LOCAL_PAGECACHE_MB)."""
 
     def stop() -> None:
         subprocess.run(
@@ -119,8 +122,9 @@ def _start_launcher(state_dir: Path) -> tuple[Neo4jServer | None, Cleanup, str]:
     # The launcher stops the server by itself if this process dies without cleaning up.
     # Auth on, as on a team server, with a fresh password.
     password = "test-" + secrets.token_hex(8)
-    env = {
+    launcher_env = {
         **os.environ,
+        **(env or {}),
         "NEO4J_LOCAL_OWNER_PID": str(os.getpid()),
         "NEO4J_LOCAL_PASSWORD": password,
     }
@@ -129,7 +133,7 @@ def _start_launcher(state_dir: Path) -> tuple[Neo4jServer | None, Cleanup, str]:
             ["bash", str(LAUNCHER), "start", str(state_dir)],
             capture_output=True,
             text=True,
-            env=env,
+            env=launcher_env,
             timeout=LAUNCHER_START_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
@@ -140,6 +144,39 @@ def _start_launcher(state_dir: Path) -> tuple[Neo4jServer | None, Cleanup, str]:
         return None, _nothing, f"launcher: start failed (exit {done.returncode}):\n{tail}"
     uri = done.stdout.strip()
     return Neo4jServer(uri, "neo4j", password, "launcher"), stop, ""
+
+
+def serve_imported(
+    state_dir: Path, import_args: list[str]
+) -> tuple[Neo4jServer | None, Cleanup, str]:
+    """A launcher server of its own on a database that the real `neo4j-admin database import
+    full` built (`import_args`: `ImportFiles.arguments()`): the bulk path, for a catalog that
+    tests only read. (None, no-op, reason) when java, mvn or the launcher's jars are missing."""
+    java = shutil.which("java")
+    if not (java and shutil.which("mvn")):
+        return None, _nothing, "import: `java` and `mvn` are not both on PATH"
+    built = subprocess.run(
+        ["bash", str(LAUNCHER), "build"],
+        capture_output=True,
+        text=True,
+        timeout=LAUNCHER_START_TIMEOUT_S,
+        check=False,
+    )
+    if built.returncode != 0:
+        return None, _nothing, f"import: launcher build failed: {built.stderr.strip()[-2000:]}"
+    home = state_dir / "data"  # the launcher serves database `neo4j` from STATE_DIR/data
+    (home / "conf").mkdir(parents=True, exist_ok=True)
+    (home / "conf" / "neo4j.conf").write_text("server.memory.pagecache.size=64m\n")
+    lib = LAUNCHER.parent / "target" / "lib"
+    admin = [java, "-Xmx512m", "-XX:TieredStopAtLevel=1", "-cp", f"{lib}/*"]
+    admin += ["org.neo4j.cli.AdminTool", *import_args, "--threads=2"]
+    admin += ["--max-off-heap-memory=256m"]
+    env = {**os.environ, "NEO4J_HOME": str(home), "NEO4J_CONF": str(home / "conf")}
+    done = subprocess.run(admin, capture_output=True, text=True, env=env, timeout=600)
+    if done.returncode != 0 or "IMPORT DONE" not in done.stdout:
+        tail = (done.stdout + done.stderr).strip()[-2000:]
+        return None, _nothing, f"import: neo4j-admin failed (exit {done.returncode}):\n{tail}"
+    return _start_launcher(state_dir, {"NEO4J_LOCAL_PAGECACHE_MB": "128"})
 
 
 def _start_container() -> tuple[Neo4jServer | None, Cleanup, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ import networkx as nx
 from circuitcat.catalog import open_store
 from circuitcat.cli.demo import TRY_NEXT
 from circuitcat.ingest.demo import DEMO_TASKS
+
+from .conftest import DemoRun
 
 CLI = Path(sys.executable).with_name("circuitcat")
 
@@ -29,10 +32,14 @@ def run_demo(store: Path, out: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
-    store, picture = tmp_path / "catalog", tmp_path / "circuit.png"
-    first = run_demo(store, picture)
+def test_demo_end_to_end_and_rerun(toy_demo: DemoRun, tmp_path: Path) -> None:
+    # The first run is the one the toy_catalog fixture shares (tests/conftest.py): run once
+    # per test run, on a fresh store in a subprocess; the re-run goes to a copy of its catalog.
+    first = toy_demo
     assert first.returncode == 0, first.stderr[-2000:]
+    store, picture = tmp_path / "catalog", tmp_path / "circuit.png"
+    shutil.copytree(first.catalog, store)
+    shutil.copyfile(first.picture, picture)
     out = first.stdout
     match = re.search(r"greater-than circuit on toy-years: (\d+) of (\d+) live features", out)
     assert match, out

@@ -1,11 +1,10 @@
-"""The toy catalog copied into Neo4j once for this module (copying it is the slow part): every
-Cypher block in the README and docs/ answers the same on both stores, and a prompt graph
-exports to the same graph JSON file from both."""
+"""The toy catalog on a Neo4j server of its own, loaded once per session (conftest's
+toy_neo4j, through neo4j-admin import): every Cypher block in the README and docs/ answers the
+same on both stores, and a prompt graph exports to the same graph JSON file from both."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +12,16 @@ import pytest
 from typer.testing import CliRunner
 
 from circuitcat.catalog import CatalogStore, open_store
-from circuitcat.catalog.copy import copy_catalog
 from circuitcat.catalog.graph_json import prompt_graph_json
 from circuitcat.cli.main import app
 
 from .content import checksum
-from .neo4j_server import Neo4jServer, empty_neo4j
+from .neo4j_server import Neo4jServer
 from .test_docs import _scalars, doc_queries
 from .test_graph_json import _first_prompt, _graph
 from .test_reads import READS, fill, first_prompt
 
 pytestmark = pytest.mark.neo4j
-
-
-@pytest.fixture(scope="module")
-def toy_neo4j(toy_catalog: str, neo4j_server: Neo4jServer) -> Iterator[CatalogStore]:
-    """The session's Neo4j holding exactly the toy catalog; the tests here only read it."""
-    empty_neo4j(neo4j_server, drop_schema=False)
-    server = neo4j_server
-    with open_store(server.uri, user=server.user, password=server.password) as neo:
-        with open_store(toy_catalog, read_only=True) as lb:
-            copy_catalog(lb, neo)
-        yield neo
 
 
 def test_every_doc_query_runs_on_both_stores(toy_catalog: str, toy_neo4j: CatalogStore) -> None:
@@ -61,13 +48,13 @@ def test_both_stores_export_the_same_file(toy_catalog: str, toy_neo4j: CatalogSt
 
 
 def test_read_commands_change_nothing_on_neo4j(
-    toy_catalog: str, toy_neo4j: CatalogStore, neo4j_server: Neo4jServer, tmp_path: Path
+    toy_catalog: str, toy_neo4j: CatalogStore, toy_neo4j_server: Neo4jServer, tmp_path: Path
 ) -> None:
     """Every read command of tests/test_reads.py, on Neo4j: each answers, nothing changes."""
     env = {
-        "CIRCUITCAT_STORE": neo4j_server.uri,
-        "CIRCUITCAT_NEO4J_USER": neo4j_server.user or "",
-        "CIRCUITCAT_NEO4J_PASSWORD": neo4j_server.password or "",
+        "CIRCUITCAT_STORE": toy_neo4j_server.uri,
+        "CIRCUITCAT_NEO4J_USER": toy_neo4j_server.user or "",
+        "CIRCUITCAT_NEO4J_PASSWORD": toy_neo4j_server.password or "",
     }
     before, prompt = checksum(toy_neo4j), first_prompt(toy_catalog)
     for command in READS:
