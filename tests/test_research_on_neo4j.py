@@ -4,11 +4,14 @@ embedded store does, and carries every feature's automatic description."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from circuitcat.catalog import CatalogStore, open_store
+
+from .neo4j_server import Neo4jServer
 
 pytestmark = pytest.mark.neo4j
 
@@ -51,3 +54,30 @@ def _rounded(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
     return value
+
+
+def test_describe_writes_the_same_on_both_stores(clean_neo4j: Neo4jServer, tmp_path: Path) -> None:
+    """`feature describe` on each store: the same descriptions, and the label stays."""
+    from circuitcat.catalog.descriptions import describe_set
+    from circuitcat.catalog.labels import add_label
+
+    from . import catalog_data as data
+
+    found = {}
+    for uri in (str(tmp_path / "lb"), clean_neo4j.uri):
+        with open_store(uri, user=clean_neo4j.user, password=clean_neo4j.password) as s:
+            data.write_all(s)
+            add_label(s, data.feature_uids(1)[0], "year after 32", "alice")
+            labelled = "MATCH (f:Feature) WHERE f.label IS NOT NULL RETURN f.uid, f.label"
+            before = s.run_cypher(labelled).rows
+            # The set's layers are 0 and 1 (6 features each); layer 2 is outside it.
+            assert describe_set(s, data.SET.uid) == {data.SET.uid: 12}
+            assert s.run_cypher(labelled).rows == before and before
+            rows = s.run_cypher(
+                "MATCH (f:Feature) RETURN f.uid, f.auto_description ORDER BY f.uid"
+            ).rows
+            found[uri] = rows
+    lb, neo = found.values()
+    assert lb == neo
+    described = [text for uid, text in lb if "/L2/" not in uid]
+    assert len(described) == 12 and all(t.startswith("L") and "density" in t for t in described)
