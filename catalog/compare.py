@@ -188,6 +188,12 @@ def resolve_circuit(store: CatalogStore, ref: str, task: str | None = None) -> d
         row["params"] = json.loads(row["params"] or "{}")
         row["faithfulness"] = json.loads(row["faithfulness"] or "{}")
         return row
+    named = [r for r in store.query("circuits", circuit_name=ref) if task in (None, r["task"])]
+    if len(named) > 1:
+        raise QueryError(
+            f"{len(named)} circuits are named {ref!r}: pass one of their uids instead "
+            f"({', '.join(r['uid'] for r in named)})"
+        )
     return get_circuit(store, ref, None, task)
 
 

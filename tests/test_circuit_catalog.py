@@ -169,7 +169,8 @@ def _write_circuit(store_path: str, record: CircuitRecord, features: dict[str, f
 @pytest.fixture(scope="module")
 def two_sets(toy_catalog: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A copy of the toy catalog with the toy transcoders registered a second time ("tc-copy",
-    the same files) holding greater-than's circuit, and a circuit on another model (tiny)."""
+    the same files) holding greater-than's circuit and a second "counting", and a circuit on
+    another model (tiny)."""
     from circuitcat.ingest.models import load_model
     from circuitcat.ingest.register import register
     from circuitcat.ingest.transcoders.load import load_transcoders
@@ -187,6 +188,9 @@ def two_sets(toy_catalog: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     copied = {uid.replace(f"{SET}/", "toy-years/tc-copy/"): sc for uid, sc in gt.items()}
     _write_circuit(path, CircuitRecord(name="gt-copy", task="greater-than",
                                        set="toy-years/tc-copy", method="test"), copied)  # fmt: skip
+    _write_circuit(path, CircuitRecord(name="counting", task="counting",  # a second "counting"
+                                       set="toy-years/tc-copy", method="test"),
+                   {"toy-years/tc-copy/L0/3": 1.0})  # fmt: skip
     _write_circuit(path, CircuitRecord(name="tiny-circuit", task="greater-than", set="tiny/tc",
                                        method="test"), {"tiny/tc/L0/3": 1.0})  # fmt: skip
     return path
@@ -219,7 +223,8 @@ def test_compare_across_two_sets_matches_by_decoder(two_sets: str) -> None:
     [
         (["circuit", "compare", "greater-than", "nope"], "no circuit named 'nope'"),
         (["circuit", "compare", "greater-than", "tiny-circuit"], "no method matches features"),
-        (["circuit", "compare", "greater-than", "counting", "--draws", "10"], "at least 100"),
+        (["circuit", "compare", "greater-than", "less-than", "--draws", "10"], "at least 100"),
+        (["circuit", "compare", "counting", "less-than"], "pass one of their uids"),
         (["circuit", "transfer", "nope", "--task", "counting"], "no circuit named 'nope'"),
         (["feature", "reuse", "--min-circuits", "1"], "at least 2"),
     ],
