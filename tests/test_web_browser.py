@@ -187,6 +187,13 @@ def test_compare_page_shows_two_circuits_with_shared_nodes(browser: Any, base_ur
     cmp = httpx.get(f"{base_url}/api/compare", params={"a": CIRCUIT, "b": LESS_THAN}).json()
     shared = {m["uid"] for m in cmp["features"]["members"]}
     assert shared  # the two year circuits share features (docs/circuits.md)
+    browser.get(f"{base_url}/circuit/{CIRCUIT}")  # the circuit page links to the compare page
+    _wait(browser, "#compare-link").click()
+    form = _wait(browser, "#compare-form")
+    picked = [
+        e.get_attribute("value") for e in form.find_elements("css selector", "option:checked")
+    ]
+    assert picked[0] == CIRCUIT and picked[1] != CIRCUIT
     browser.get(f"{base_url}/compare?a={CIRCUIT}&b={LESS_THAN}")
     _wait(browser, "#compare-b g.node[data-kind='feature']")
     for side in ("#compare-a", "#compare-b"):

@@ -107,6 +107,7 @@
     main.replaceChildren(
       el("h1", {}, c.name, el("span", { class: "uid" }, c.uid)),
       el("p", { class: "sub" }, `task ${c.task} · transcoder set ${c.set_uid} · ${c.n_features} features from ${c.params.n_prompts ?? "?"} prompt graphs · method ${c.method}`),
+      el("p", {}, el("a", { href: `/compare?a=${encodeURIComponent(c.uid)}`, id: "compare-link" }, "compare with another circuit")),
       section("Graph",
         el("div", { class: "controls" }, el("label", {}, "strongest edges into each layer ", perRow),
           el("span", { class: "hint" }, "edge weight: attribution between members, mean per prompt; hover for values, click a feature to open it")),

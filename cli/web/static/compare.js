@@ -81,7 +81,7 @@
   async function load() {
     const circuits = await cc.api("/api/circuits");
     const a = cc.param("a") || (circuits[0] || {}).uid;
-    const b = cc.param("b") || (circuits[1] || circuits[0] || {}).uid;
+    const b = cc.param("b") || (circuits.find((c) => c.uid !== a) || circuits[0] || {}).uid;
     document.title = "Compare circuits · circuitcat";
     if (!a || !b) {
       main.replaceChildren(el("h1", {}, "Compare circuits"), el("p", { class: "muted" }, "the catalog holds no circuit"));
