@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from circuitcat.catalog import open_store
-
 from .common import (
     DeviceOption,
     FormatOption,
@@ -23,6 +21,7 @@ from .common import (
     err_console,
     handle_errors,
     pick_device,
+    read_store,
 )
 from .output import Format, render, render_record
 
@@ -81,7 +80,7 @@ def compare(
     overlap rows."""
     from circuitcat.catalog.compare import check_comparable, compare_circuits, resolve_circuit
 
-    with open_store(store) as catalog:
+    with read_store(store) as catalog:
         ca, cb = resolve_circuit(catalog, a), resolve_circuit(catalog, b)
         matching = None
         if check_comparable(ca, cb, catalog):
@@ -148,7 +147,7 @@ def transfer(
     from .ingest import load_inputs
 
     dev = pick_device(device)
-    with open_store(store) as catalog:
+    with read_store(store) as catalog:
         set_uid = set_uid or resolve_circuit(catalog, circuit)["set_uid"]
         loaded, tset = load_inputs(catalog, set_uid, None, None, dev, threads)
         spec = load_task(task, loaded.model.tokenizer, n=n or verify_size(task, prompts),
@@ -195,7 +194,7 @@ def reuse(
     (named queries feature_reuse and head_reuse), most reused first."""
     from circuitcat.catalog.compare import reused_members
 
-    with open_store(store) as catalog:
+    with read_store(store) as catalog:
         rows = reused_members(catalog, min_circuits)
     circuits = sorted({c for r in rows for c in r.scores})
     names = [c.rsplit("/", 1)[-1] for c in circuits]

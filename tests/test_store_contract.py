@@ -395,6 +395,13 @@ def _named_query_params() -> dict[str, dict]:
         "circuit_interventions": {"uid": circuit, "limit": 5},
         "ablations_moving_task": {"task": "greater-than", "min_change": 0.1, "limit": 5},
         "set_feature_max": {"set_uid": data.SET.uid},
+        # catalog/queries/compare.cypher (the catalog of circuits)
+        "circuit_by_uid": {"uid": circuit},
+        "circuits_of_task": {"task": "greater-than"},
+        "circuit_shared_features": {"a": circuit, "b": circuit},
+        "circuit_shared_heads": {"a": circuit, "b": circuit},
+        "feature_reuse": {"min_circuits": 1},
+        "head_reuse": {"min_circuits": 1},
     }
 
 
