@@ -16,6 +16,7 @@ from circuitcat.catalog.graph_json import prompt_graph_json
 from circuitcat.cli.main import app
 
 from .content import checksum
+from .helpers import invoke
 from .neo4j_server import Neo4jServer
 from .test_docs import _scalars, doc_queries
 from .test_graph_json import _first_prompt, _graph
@@ -101,3 +102,35 @@ def test_compare_reuse_transfer_same_on_both_stores(
         assert _round6(on_neo4j) == _round6(embedded), args
     reuse = _cli_json(["feature", "reuse", "--format", "json", "--store", toy_catalog])
     assert reuse and all(r["n_circuits"] >= 2 for r in reuse)
+
+
+def test_intervention_save_on_neo4j(
+    toy_neo4j: CatalogStore, toy_neo4j_server: Neo4jServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`intervention run --save` through the CLI on the real Neo4j, then list, show and the
+    feature's interventions. The session's toy server is read by other tests: the saved
+    intervention and its Run are removed again at the end."""
+    monkeypatch.setenv("CIRCUITCAT_NEO4J_USER", toy_neo4j_server.user)
+    monkeypatch.setenv("CIRCUITCAT_NEO4J_PASSWORD", toy_neo4j_server.password)
+    uri, feature = toy_neo4j_server.uri, "toy-years/tc-v1/L3/16"
+    try:
+        out = json.loads(
+            invoke("intervention", "run", "zero", "L3/16", "--pos", "-1", "--task",
+                   "greater-than", "--n", "8", "--save", "--author", "alice", "--store", uri,
+                   "-f", "json")
+        )  # fmt: skip
+        listed = json.loads(invoke("intervention", "list", "--store", uri, "-f", "json"))
+        assert [r["uid"] for r in listed] == [out["saved"]]
+        shown = json.loads(
+            invoke("intervention", "show", out["saved"], "--store", uri, "-f", "json")
+        )
+        assert shown["author"] == "alice" and shown["task"] == "greater-than"
+        assert shown["before"] == pytest.approx(out["before"])
+        assert [f["feature"] for f in shown["features"]] == [feature]
+        on_feature = invoke(
+            "intervention", "list", "--feature", feature, "--store", uri, "-f", "json"
+        )
+        assert [r["uid"] for r in json.loads(on_feature)] == [out["saved"]]
+    finally:
+        toy_neo4j.run_cypher("MATCH (r:Run {kind: 'intervention'}) DETACH DELETE r", write=True)
+        toy_neo4j.run_cypher("MATCH (i:Intervention) DETACH DELETE i", write=True)

@@ -115,8 +115,11 @@ class ServedCatalog:
 
 
 def _has_label_tables(store: CatalogStore) -> bool:
+    """Whether the catalog has the tables people write (labels, saved interventions); one
+    made by an older circuitcat lacks them."""
     try:
         store.query("web_feature_labels", uid="", limit=1)
+        store.query("interventions", limit=1)
     except QueryError:
         return False
     return True
