@@ -18,7 +18,7 @@ install: $(STAMP)  ## virtualenv + the package with its dev tools
 demo: install  ## the main job on the embedded defaults
 	$(BIN)/circuitcat demo
 
-test: install  ## lint, type-check, then pytest against a real Neo4j and the embedded store
+test: install  ## lint, type-check, then pytest on 2 workers against a real Neo4j and the embedded store
 	bash tests/run-all.sh
 
 lint: install

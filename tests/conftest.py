@@ -65,6 +65,7 @@ def _groups_file(config: pytest.Config) -> Path:
     return _run_root(config) / "xdist-groups.json"
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist: record each test's group for the scheduler below, start the toy
     demo build if any test needs it, and run the Neo4j tests and the slow tests first and the
