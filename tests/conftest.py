@@ -101,6 +101,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
         return None
     from xdist.scheduler import LoadScopeScheduling
 
+    config.option.loadscopereorder = False  # keep the order above, not the biggest group first
+
     path = _groups_file(config)
 
     class GroupScheduling(LoadScopeScheduling):
