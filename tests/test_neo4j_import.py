@@ -194,7 +194,9 @@ def test_merges_as_loading_would(tmp_path: Path) -> None:
     nodes = (tmp_path / "import" / "nodes-Feature.csv").read_text()
     assert '"0\x1f1e-17"' in nodes and f'"{NEW}","{data.SET.uid}",2,99,0.5,' in nodes
     assert [f.kind for f in files.nodes][:2] == ["Model", "TranscoderSet"]
-    assert files.relationships[0].kind == "VIRTUAL_WEIGHT" and len(files.relationships) == 15
+    assert (
+        files.relationships[0].kind == "VIRTUAL_WEIGHT" and len(files.relationships) == 16
+    )  # every kind and endpoint pair of the contract data
 
 
 def _records(files: ImportFiles) -> dict[str, tuple[int, bool, list[list[str]]]]:
