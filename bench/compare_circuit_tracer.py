@@ -289,11 +289,17 @@ def write(results: list[dict[str, Any]]) -> None:
     RESULTS.write_text(
         json.dumps({"circuit_tracer": version("circuit-tracer"), "cases": results}, indent=1) + "\n"
     )
-    text = DOC.read_text()
-    start, end = "<!-- circuit-tracer-comparison -->", "<!-- /circuit-tracer-comparison -->"
+    replace_marked(DOC, "circuit-tracer-comparison", table(results))
+
+
+def replace_marked(doc: Path, marker: str, body: str) -> None:
+    """Put `body` between `<!-- marker -->` and `<!-- /marker -->` in `doc` (when both are
+    there), keeping the rest of the file."""
+    text = doc.read_text()
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
     if start in text and end in text:
         head, rest = text.split(start, 1)
-        DOC.write_text(f"{head}{start}\n{table(results)}\n{end}{rest.split(end, 1)[1]}")
+        doc.write_text(f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}")
 
 
 def main() -> None:

@@ -50,6 +50,7 @@ from bench.compare_circuit_tracer import (  # noqa: E402
     _offline_circuit_tracer,
     _own_rotary_tables,
     ct_transcoders,
+    replace_marked,
 )
 
 RESULTS = Path(__file__).with_suffix(".json")
@@ -288,11 +289,7 @@ def write(results: list[dict[str, Any]], stored: list[dict[str, Any]]) -> None:
     RESULTS.write_text(
         json.dumps({"circuit_tracer": ct_version, "cases": results}, indent=1) + "\n"
     )
-    text = DOC.read_text()
-    start, end = "<!-- intervention-comparison -->", "<!-- /intervention-comparison -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        DOC.write_text(f"{head}{start}\n{table(results)}\n{end}{rest.split(end, 1)[1]}")
+    replace_marked(DOC, "intervention-comparison", table(results))
 
 
 def main() -> None:

@@ -37,6 +37,16 @@ def clean_label(text: str) -> str:
     return cleaned
 
 
+def login_name() -> str:
+    """The default author: the login name, or 'unknown' where there is none (containers)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no USER variable and no password-file entry
+        return "unknown"
+
+
 def check_author(author: str) -> str:
     if not AUTHOR.fullmatch(author):
         raise InvalidRowsError(

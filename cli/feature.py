@@ -3,7 +3,6 @@ labels it."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import re
 from typing import Annotated, Any
@@ -162,13 +161,6 @@ def _dashboard(console: Console, f: dict[str, Any], sources: list[dict[str, Any]
         console.print(f"[bold]reads from[/bold] {', '.join(reads)}")
 
 
-def _login_name() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no USER variable and no password-file entry (containers)
-        return "unknown"
-
-
 @app.command("label")
 @handle_errors
 def label(
@@ -186,11 +178,11 @@ def label(
     """Label a feature. Each label keeps its author and time; earlier ones stay as its history
     (shown on the feature page of `circuitcat serve`) and the newest is the feature's label.
     Labels survive re-ingest and travel with `store copy`."""
-    from circuitcat.catalog.labels import add_label
+    from circuitcat.catalog.labels import add_label, login_name
 
     with existing_store(store) as catalog:
         uid = _resolve_uid(catalog, uid, set_uid)
-        stored = add_label(catalog, uid, text, author or _login_name())
+        stored = add_label(catalog, uid, text, author or login_name())
     typer.echo(
         f"labelled {uid}: {stored['text']!r} by {stored['author']} at {stored['created_at']}"
     )

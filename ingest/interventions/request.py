@@ -3,7 +3,6 @@ values from the catalog, run it, and save it on request."""
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -11,6 +10,7 @@ from typing import Any, cast
 from circuitcat.catalog import CatalogStore
 from circuitcat.catalog.circuits import get_circuit
 from circuitcat.catalog.errors import InterventionError
+from circuitcat.catalog.labels import login_name
 
 from ..models import LoadedModel
 from ..transcoders.transcoder import TranscoderSet
@@ -53,13 +53,6 @@ class RunRequest:
     keep_error: bool = True
     generate: int = 0
     author: str | None = None
-
-
-def login_name() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no USER variable and no password-file entry (containers)
-        return "unknown"
 
 
 def _prompts(store: CatalogStore, loaded: LoadedModel, req: RunRequest) -> PromptSet:

@@ -238,7 +238,8 @@ def edited_pass(
         if clean is not None and (freeze.error or layer in rep.constrained):
             err = clean.errors[layer][: out.shape[0]]
         elif keep_error:
-            err = out - _unedited_output(rep, layer)
+            # the error on this pass's input: the MLP minus what the unedited features write
+            err = out - tset.output(layer, rep.z, rep.inputs[layer])
         else:
             err = torch.zeros_like(out)
         return (err + tc_out).to(out.dtype)
@@ -251,16 +252,6 @@ def edited_pass(
         ]
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         return model(tokens.to(model.cfg.device), return_type="logits")
-
-
-def _unedited_output(rep: _Replacement, layer: int) -> Tensor:
-    """What the transcoders would write at `layer` on this pass's inputs without the edit."""
-    tset = rep.tset
-    tc = tset[layer]
-    out = tc.b_dec_out + tc.skip(rep.inputs[layer])
-    for w in tset.writers(layer):
-        out = out + rep.z[w] @ tset[w].decoder(layer)
-    return out
 
 
 def _transcoder_hooks(
