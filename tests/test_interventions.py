@@ -143,8 +143,9 @@ def test_a_tiny_edit_in_the_frozen_model_moves_it_by_the_prediction(
 def test_the_flag_fires_when_attention_carries_the_change(
     toy: tuple[Any, Any], gt_prompts: tuple[TaskPrompt, ...]
 ) -> None:
-    """A huge steer of a layer-0 feature at the start year moves later attention: the frozen
-    model (and the graph) miss most of what happens; a small ablation is not flagged."""
+    """A huge steer of two layer-0 features at the start year's century token (position 7)
+    moves later attention: the frozen model (and the graph) miss most of what happens; a small
+    ablation is not flagged."""
     model, tset = toy
     big = Intervention("steer", ((0, 5), (0, 9)), value=60.0, positions=(7,))
     r = intervene(model, tset, gt_prompts, "prob_diff", big)
