@@ -417,6 +417,33 @@ class CircuitView:
         return asdict(self)
 
 
+def prompts_by_feature(store: CatalogStore, uid: str) -> dict[str, dict[str, Any]]:
+    """Per feature of circuit `uid`: the keys (start years, else answers) of the task prompts
+    in whose stored graphs it has an outgoing edge, each with its number of prompts, and how
+    many prompts those are in all."""
+    found: dict[str, dict[str, Any]] = {}
+    for r in store.query("circuit_feature_prompts", uid=uid):
+        seen = found.setdefault(r["uid"], {"keys": {}, "n_prompts": 0})
+        seen["keys"][str(r["key"])] = int(r["n_prompts"])
+        seen["n_prompts"] += int(r["n_prompts"])
+    return found
+
+
+def prompt_span(seen: dict[str, Any] | None, shown: int = 4) -> str:
+    """The prompts a circuit feature works on (a `prompts_by_feature` value), in a few
+    characters: "YY 03..97" for the year tasks' start years, else the answers, most frequent
+    first, e.g. "six, four, nine +3"."""
+    counts: dict[str, int] = (seen or {}).get("keys") or {}
+    if not counts:
+        return ""
+    if all(k.isdigit() and len(k) == 2 for k in counts):
+        first, last = min(counts), max(counts)
+        return f"YY {first}" if first == last else f"YY {first}..{last}"
+    keys = sorted(counts, key=lambda k: (-counts[k], k))
+    more = f" +{len(keys) - shown}" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
+
+
 def top_logit_text(top_logits: str | None, k: int = 3) -> str:
     """The k most promoted tokens from Feature.top_logits JSON ("" when absent)."""
     if not top_logits:
@@ -478,7 +505,7 @@ def show_circuit(
     started = time.perf_counter()
     circuit = get_circuit(store, name, set_uid, task)
     uid = circuit["uid"]
-    answers = {r["uid"]: r for r in store.query("circuit_feature_prompts", uid=uid)}
+    answers = prompts_by_feature(store, uid)
     features = []
     for r in store.query("circuit_features", uid=uid):
         seen = answers.get(r["uid"], {})
@@ -488,7 +515,7 @@ def show_circuit(
                 "layer": r["layer"],
                 "index": r["feature_index"],
                 "score": r["score"],
-                "answers": (f"{seen['first_answer']}..{seen['last_answer']}" if seen else ""),
+                "prompts_on": prompt_span(seen),
                 "n_prompts": seen.get("n_prompts", 0),
                 "top_logits": top_logit_text(r["top_logits"]),
                 "label": r["label"],

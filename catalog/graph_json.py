@@ -318,6 +318,7 @@ def prompt_graph_json(
             "task": prompt["task"],
             "transcoder_set": set_uid,
             "answer": prompt["answer"],
+            "start_year": prompt.get("start_year"),
             "metric_value": metric,
         },
     )

@@ -118,8 +118,9 @@ class PromptRecord(Record):
     task: str
     text: str
     tokens: list[str]
-    answer: str
+    answer: str  # the correct tokens as text ("24..99", "four", " Paris| London")
     metric_value: float | None = None
+    start_year: str | None = None  # the year tasks' start year YY; None for other tasks
 
     @property
     def uid(self) -> str:

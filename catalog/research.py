@@ -68,6 +68,7 @@ def prompt_position(
         "text": prompt["text"],
         "set": set_uid,
         "answer": prompt["answer"],
+        "start_year": prompt.get("start_year"),
         "metric_value": prompt["metric_value"],
         "tokens": tokens,
     }

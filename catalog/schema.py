@@ -122,8 +122,9 @@ NODE_PROPS: dict[NodeKind, dict[str, PropType]] = {
         "task": S,
         "text": S,
         "tokens": PropType.STRING_LIST,
-        "answer": S,
+        "answer": S,  # the correct tokens as text: "24..99" (greater-than), "four", " Paris"
         "metric_value": F,
+        "start_year": S,  # greater-than and less-than only: the start year YY ("23")
     },
     NodeKind.RUN: {
         "kind": S,

@@ -35,7 +35,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-FEATURE_COLUMNS = ["layer", "index", "score", "answers", "n_prompts", "top_logits", "description"]
+FEATURE_COLUMNS = [
+    "layer", "index", "score", "prompts_on", "n_prompts", "top_logits", "description"
+]  # fmt: skip
 
 
 @app.command("find")
@@ -122,9 +124,10 @@ def show(
 ) -> None:
     """Print a circuit as stored: features, heads and strongest paths.
 
-    Features with layer, index, score, the answers of the prompts they work on (for
-    greater-than the start years YY) and top logits; heads; token -> feature(catalog) -> target
-    paths. json: everything; jsonl and csv: the features."""
+    Features with layer, index, score, the prompts they work on (prompts_on: the start years,
+    "YY 03..97", for greater-than and less-than, else the answers, "four, six") and top logits;
+    heads; token -> feature(catalog) -> target paths. json: everything; jsonl and csv: the
+    features."""
     from circuitcat.catalog.circuits import show_circuit
 
     with read_store(store) as catalog:

@@ -91,12 +91,12 @@ def _summary(console: Console, r: DemoReport, picture: Path) -> None:
         f"[bold]greater-than circuit[/bold] on toy-years: {r.circuit.n_features} of "
         f"{r.circuit.n_live} live features, from {r.prompts.n_prompts} prompts"
     )
-    table = Table("feature", "score", "start years it works on", "promotes")
+    table = Table("feature", "score", "works on (start years)", "promotes")
     for row in r.view.features[:12]:
         table.add_row(
             f"L{row['layer']}/{row['index']}",
             f"{row['score']:.3f}",
-            str(row.get("answers") or ""),
+            str(row.get("prompts_on") or ""),
             str(row.get("top_logits") or ""),
         )
     console.print(table)

@@ -26,14 +26,18 @@ def list_prompts(
     format: FormatOption = Format.table,
     store: StoreOption = None,
 ) -> None:
-    """The task's prompts with a fully stored attribution graph: uid, text, answer, metric."""
+    """The task's prompts with a fully stored attribution graph.
+
+    Columns: uid, text, answer (the correct tokens: "24..99" for a greater-than prompt whose start
+    year is 23, "four" for counting), start_year (greater-than and less-than only) and the
+    model's metric_value."""
     from circuitcat.catalog.circuits import pick_set
 
     with read_store(store) as catalog:
         rows = catalog.query(
             "attributed_prompts", set_uid=pick_set(catalog, task, set_uid), task=task
         )
-    columns = ["uid", "text", "answer", "metric_value"]
+    columns = ["uid", "text", "answer", "start_year", "metric_value"]
     typer.echo(render(columns, [[r[c] for c in columns] for r in rows[:limit]], format))
     if len(rows) > limit:
         err_console.print(f"showing {limit} of {len(rows)} prompts; --limit N shows more")
@@ -120,7 +124,9 @@ def show(
     if format is not Format.table:
         typer.echo(render_record(found, format))
         return
-    typer.echo(f"{found['text']}  (answer {found['answer']}, metric {found['metric_value']:.3f})")
+    year = f", start year {found['start_year']}" if found.get("start_year") else ""
+    metric = found["metric_value"]
+    typer.echo(f"{found['text']}  (answer {found['answer']}{year}, metric {metric:.3f})")
     typer.echo(" ".join(f"{i}:{t}" for i, t in enumerate(found["tokens"])))
     if position is not None:
         rows = [[r["uid"], r["activation"], r["description"]] for r in found["features"]]

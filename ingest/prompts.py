@@ -208,6 +208,7 @@ def prompt_record(loaded: LoadedModel, task: Task, prompt: TaskPrompt, run: str)
         text=prompt.text,
         tokens=token_texts(loaded, prompt.tokens),
         answer=prompt.answer,
+        start_year=prompt.start_year,
         metric_value=prompt_metric(loaded, task.metric, prompt),
         run=run,
     )

@@ -26,6 +26,7 @@ from .tasks import (
     TaskPrompt,
     _encode,
     single_token_id,
+    year_answer,
     year_token_ids,
 )
 
@@ -57,7 +58,8 @@ def _year_prompt(name: str, tokenizer: Any, text: str) -> TaskPrompt:
     if not FRAMES[name].later:
         later, earlier = tuple(ids[yy:]), tuple(ids[:yy])
     correct, incorrect = (later, earlier) if FRAMES[name].later else (earlier, later)
-    return TaskPrompt(text, tuple(tokens), f"{yy:02d}", correct, incorrect)
+    answer = year_answer(yy, FRAMES[name].later)
+    return TaskPrompt(text, tuple(tokens), answer, correct, incorrect, start_year=f"{yy:02d}")
 
 
 def _counting_prompt(tokenizer: Any, text: str) -> TaskPrompt:

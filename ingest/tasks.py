@@ -69,13 +69,23 @@ GREATER_THAN_SPLITS: dict[str, tuple[int, ...]] = {
 
 @dataclass(frozen=True)
 class TaskPrompt:
-    """One prompt: its text, token ids (BOS first), the answer, and the scored token ids."""
+    """One prompt: its text, token ids (BOS first), its answer (the correct tokens as text:
+    "24..99" for a greater-than prompt whose start year is 23, "four", " Paris| London"), the
+    scored token ids and, for the year tasks only, the start year YY ("23")."""
 
     text: str
     tokens: tuple[int, ...]
     answer: str
     correct: tuple[int, ...]
     incorrect: tuple[int, ...]
+    start_year: str | None = None
+
+
+def year_answer(yy: int, later: bool) -> str:
+    """The correct two-digit years of a year-task prompt with start year `yy`, as text: those
+    after it for greater-than ("24..99"), those before it for less-than ("00..22")."""
+    first, last = (yy + 1, 99) if later else (0, yy - 1)
+    return f"{first:02d}" if first == last else f"{first:02d}..{last:02d}"
 
 
 @dataclass(frozen=True)
@@ -188,9 +198,10 @@ def _year_task(frame: _YearFrame, tokenizer: Any, n: int, seed: int, split: Spli
             TaskPrompt(
                 text=text,
                 tokens=tuple(tokens),
-                answer=f"{yy:02d}",
+                answer=year_answer(yy, frame.later),
                 correct=later if frame.later else earlier,
                 incorrect=earlier if frame.later else later,
+                start_year=f"{yy:02d}",
             )
         )
         if len(prompts) == n:
@@ -337,7 +348,7 @@ def _parse_line(tokenizer: Any, line: str, where: str) -> TaskPrompt:
     return TaskPrompt(
         text=prompt,
         tokens=tuple(_encode(tokenizer, prompt)),
-        answer=str(row["correct"][0]),
+        answer="|".join(row["correct"]),
         correct=ids["correct"],
         incorrect=ids["incorrect"],
     )

@@ -108,7 +108,8 @@ def node_batches() -> list[NodeBatch]:
             task=task.name,
             text=f"from the year 17 {yy} to the year 17",
             tokens=["from", "the", "year", "17", str(yy)],
-            answer=str(yy),
+            answer=f"{yy + 1}..99",
+            start_year=str(yy),
             metric_value=0.5 + yy / 100,
             run=RUN.uid,
         )

@@ -281,7 +281,7 @@ def test_attribute_your_own_text_for_a_builtin_task(toy_copy: str) -> None:
             for r in s.query("prompts_of_task", task="greater-than", limit=1000)
             if r["text"] == text
         ]
-    assert row["answer"] == "45" and row["metric_value"] > 0
+    assert (row["answer"], row["start_year"]) == ("46..99", "45") and row["metric_value"] > 0
     shown = runner.invoke(
         app, ["prompt", "show", row["uid"], "--position", "-1", "--format", "json"], env=env
     )

@@ -1,6 +1,7 @@
 """The rough edges of a first afternoon (issue 22), each through the CLI on the toy catalog:
 what networkx reads, how -p values are typed, full-precision CSV, "0 rows", the layer count in
-a missing feature's hint, and errors that point to the portable Cypher subset."""
+a missing feature's hint, what a prompt's answer holds, and errors that point to the portable
+Cypher subset."""
 
 from __future__ import annotations
 
@@ -88,3 +89,35 @@ def test_dialect_errors_point_to_the_portable_subset(toy_catalog: str) -> None:
     for query in ("RETURN [10, 20][0] AS first", "MATCH (f:Feature) RETURN f.nope LIMIT 1"):
         _, err = run(toy_catalog, "query", "cypher", query, code=1)
         assert 'docs/neo4j.md, "Cypher on both stores"' in err
+
+
+def test_a_prompts_answer_is_its_correct_tokens_and_the_start_year_its_own_field(
+    toy_catalog: str,
+) -> None:
+    """`answer` means one thing on every task (the correct tokens as text); the year tasks'
+    start year YY is `start_year`, and `circuit show` ranges over it (else over the answers)."""
+    from circuitcat.ingest.tasks import NUMBER_WORDS
+
+    for task, later in (("greater-than", True), ("less-than", False)):
+        out, _ = run(toy_catalog, "prompt", "list", "--task", task, "--format", "jsonl")
+        rows = [json.loads(line) for line in out.splitlines()]
+        assert rows
+        for r in rows:
+            yy = int(r["start_year"])
+            first, last = (yy + 1, 99) if later else (0, yy - 1)
+            assert r["answer"] in (f"{first:02d}..{last:02d}", f"{first:02d}"), r
+    out, _ = run(toy_catalog, "prompt", "list", "--task", "counting", "--format", "jsonl")
+    counting = [json.loads(line) for line in out.splitlines()]
+    assert counting and all(r["start_year"] is None for r in counting)
+    for r in counting:
+        *_, shown = r["text"].split()
+        assert r["answer"] == NUMBER_WORDS[NUMBER_WORDS.index(shown) + 1]
+    shown_year, _ = run(toy_catalog, "prompt", "show", rows[0]["uid"])
+    assert f"(answer {rows[0]['answer']}, start year {rows[0]['start_year']}," in shown_year
+
+    out, _ = run(toy_catalog, "circuit", "show", "greater-than", "--format", "jsonl")
+    spans = [json.loads(line)["prompts_on"] for line in out.splitlines()]
+    assert spans and all(s.startswith("YY ") for s in spans if s)
+    out, _ = run(toy_catalog, "circuit", "show", "counting", "--format", "jsonl")
+    words = [json.loads(line)["prompts_on"] for line in out.splitlines()]
+    assert any(words) and all(w.split(",")[0].strip() in NUMBER_WORDS for w in words if w)

@@ -27,7 +27,8 @@ def test_text_gets_the_task_answer_sets(tokenizer: object, name: str) -> None:
 def test_the_issue_example(tokenizer: object) -> None:
     text = "The war lasted from the year 1745 to the year 17"
     (p,) = task_from_text("greater-than", tokenizer, [text]).prompts
-    assert p.answer == "45" and (len(p.correct), len(p.incorrect)) == (54, 46)
+    assert (p.answer, p.start_year) == ("46..99", "45")
+    assert (len(p.correct), len(p.incorrect)) == (54, 46)
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,8 @@ def test_greater_than_toy(toy_tokenizer: PreTrainedTokenizerFast) -> None:
     assert len({p.text for p in task.prompts}) == 200
     years = year_token_ids(toy_tokenizer).tolist()
     for p in task.prompts:
-        yy = int(p.answer)
+        yy = int(p.start_year or "")
+        assert p.answer == ("99" if yy == 98 else f"{yy + 1:02d}..99")
         assert yy in GREATER_THAN_SPLITS["eval"]
         assert p.tokens[0] == toy_tokenizer.bos_token_id
         assert p.tokens[-5] == years[yy] and p.text.startswith("The ")
@@ -86,7 +87,7 @@ def test_greater_than_gpt2_like() -> None:
     prompt = task.prompts[0]
     pieces = tokenizer.convert_ids_to_tokens(list(prompt.tokens))
     assert pieces[0] == "<|endoftext|>" and pieces[1] == "The"
-    assert pieces[-1].startswith(" ") and pieces[-5] == prompt.answer  # " 17" ... "32"
+    assert pieces[-1].startswith(" ") and pieces[-5] == prompt.start_year  # " 17" ... "32"
 
 
 def test_year_halves_must_be_single_tokens() -> None:
@@ -116,7 +117,7 @@ def test_prob_diff_values() -> None:
 def test_generic_score_matches_prob_diff(toy_tokenizer: PreTrainedTokenizerFast) -> None:
     task = greater_than(toy_tokenizer, n=16, seed=2)
     logits = torch.randn(16, len(toy_tokenizer), generator=torch.Generator().manual_seed(0))
-    yy = torch.tensor([int(p.answer) for p in task.prompts])
+    yy = torch.tensor([int(p.start_year or "") for p in task.prompts])
     direct = prob_diff(logits, yy, year_token_ids(toy_tokenizer))
     assert torch.allclose(score("prob_diff", logits, task.prompts), direct, atol=1e-6)
 
@@ -135,6 +136,10 @@ def test_jsonl_task(tmp_path: Path) -> None:
     ]
     task = load_jsonl_task(write_jsonl(tmp_path / "capitals.jsonl", rows), tokenizer)
     assert task.name == "capitals" and task.metric == "logit_diff" and len(task.prompts) == 2
+    assert [(p.answer, p.start_year) for p in task.prompts] == [(" Paris", None), (" Rome", None)]
+    both = [{"prompt": "The war is in", "correct": [" Paris", " Rome"], "incorrect": [" in"]}]
+    (p,) = load_jsonl_task(write_jsonl(tmp_path / "two.jsonl", both), tokenizer).prompts
+    assert p.answer == " Paris| Rome"  # every correct token, as the file writes them
     vocab = tokenizer.get_vocab()
     logits = torch.zeros(2, len(vocab))
     logits[0, vocab[" Paris"]] = 3.0
@@ -194,7 +199,8 @@ def test_less_than_answers_are_earlier_years(toy_tokenizer: PreTrainedTokenizerF
     task = less_than(toy_tokenizer, n=100, seed=0, split="eval")
     years = year_token_ids(toy_tokenizer).tolist()
     for p in task.prompts:
-        yy = int(p.answer)
+        yy = int(p.start_year or "")
+        assert p.answer == f"00..{yy - 1:02d}"
         assert yy in GREATER_THAN_SPLITS["eval"] and "lasted until" in p.text
         assert p.tokens[-8] == years[yy]
         assert set(p.correct) == set(years[:yy]) and set(p.incorrect) == set(years[yy:])
@@ -209,7 +215,7 @@ def test_counting_prompts(toy_tokenizer: PreTrainedTokenizerFast) -> None:
         words = p.text.removeprefix("count : ").split()
         start = NUMBER_WORDS.index(words[0])
         assert words == list(NUMBER_WORDS[start : start + len(words)]) and 2 <= len(words) <= 5
-        assert p.answer == NUMBER_WORDS[start + len(words)]
+        assert p.answer == NUMBER_WORDS[start + len(words)] and p.start_year is None
         assert toy_tokenizer.decode(list(p.correct)).strip() == p.answer
         assert len(p.incorrect) == len(NUMBER_WORDS) - 1
     held_out = counting(toy_tokenizer, n=14, split="eval")

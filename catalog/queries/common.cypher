@@ -84,7 +84,8 @@ LIMIT $limit
 
 // name: prompts_of_task
 MATCH (p:Prompt)-[:OF_TASK]->(t:Task {uid: $task})
-RETURN p.uid AS uid, p.text AS text, p.answer AS answer, p.metric_value AS metric_value
+RETURN p.uid AS uid, p.text AS text, p.answer AS answer, p.start_year AS start_year,
+       p.metric_value AS metric_value
 ORDER BY uid
 LIMIT $limit
 
@@ -122,7 +123,8 @@ MATCH (e:Error)-[r:ATTRIBUTES]->(g:Target)
 WHERE e.`set` = $set_uid AND e.kind = 'remainder' AND g.task = $task
 MATCH (p:Prompt)
 WHERE p.uid = r.prompt
-RETURN DISTINCT p.uid AS uid, p.text AS text, p.answer AS answer, p.metric_value AS metric_value
+RETURN DISTINCT p.uid AS uid, p.text AS text, p.answer AS answer, p.start_year AS start_year,
+       p.metric_value AS metric_value
 ORDER BY uid
 
 // name: attributed_sets
@@ -147,7 +149,7 @@ ORDER BY prompt, src, dst, src_pos, dst_pos, via
 // name: prompt
 MATCH (p:Prompt {uid: $uid})
 RETURN p.uid AS uid, p.task AS task, p.text AS text, p.tokens AS tokens, p.answer AS answer,
-       p.metric_value AS metric_value
+       p.start_year AS start_year, p.metric_value AS metric_value
 
 // name: prompt_sets
 // The transcoder sets with a fully stored attribution graph for one prompt.
@@ -211,17 +213,17 @@ RETURN t.uid AS uid, t.token_id AS token_id, t.text AS token, k.score AS score
 ORDER BY score DESC, uid
 
 // name: circuit_feature_prompts
-// Per circuit feature, the answers (for greater-than the start year YY) of the task prompts in
-// whose stored graphs it has an outgoing edge: the range of prompts it works on.
+// Per circuit feature, the task prompts in whose stored graphs it has an outgoing edge, each by
+// its start year YY (year tasks) or else its answer: the range of prompts it works on. One row
+// per feature and key, with how many prompts have it (catalog/circuits.py prompts_by_feature).
 MATCH (c:Circuit {uid: $uid})-[:CONTAINS]->(f:Feature)
 MATCH (f)-[r:ATTRIBUTES]->(x)
 WITH c, f, collect(DISTINCT r.prompt) AS prompts
 UNWIND prompts AS prompt
 MATCH (p:Prompt {uid: prompt})
 WHERE p.task = c.task
-RETURN f.uid AS uid, min(p.answer) AS first_answer, max(p.answer) AS last_answer,
-       count(p) AS n_prompts
-ORDER BY uid
+RETURN f.uid AS uid, coalesce(p.start_year, p.answer) AS key, count(p) AS n_prompts
+ORDER BY uid, key
 
 // name: circuit_edges
 // The circuit's mean graph, between members: ATTRIBUTES edges from member features and tokens

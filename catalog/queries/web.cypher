@@ -114,7 +114,8 @@ ORDER BY uid
 // Prompts whose text contains a string (any case).
 MATCH (p:Prompt)
 WHERE toLower(p.text) CONTAINS toLower($text)
-RETURN p.uid AS uid, p.task AS task, p.text AS text, p.answer AS answer
+RETURN p.uid AS uid, p.task AS task, p.text AS text, p.answer AS answer,
+       p.start_year AS start_year
 ORDER BY uid
 LIMIT $limit
 
@@ -124,7 +125,7 @@ LIMIT $limit
 MATCH (a:Feature {uid: $src})-[r:ATTRIBUTES]->(b:Feature {uid: $dst})
 WITH r.prompt AS prompt, sum(r.w) AS total, count(r) AS n_edges
 MATCH (p:Prompt {uid: prompt})
-RETURN prompt, p.text AS text, p.answer AS answer, total, n_edges
+RETURN prompt, p.text AS text, p.answer AS answer, p.start_year AS start_year, total, n_edges
 ORDER BY abs(total) DESC, prompt
 LIMIT $limit
 

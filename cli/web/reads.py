@@ -12,7 +12,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from circuitcat.catalog import CatalogStore
-from circuitcat.catalog.circuits import circuit_members, strongest_paths, top_logit_text
+from circuitcat.catalog.circuits import (
+    circuit_members,
+    prompt_span,
+    prompts_by_feature,
+    strongest_paths,
+    top_logit_text,
+)
 from circuitcat.catalog.descriptions import best_description
 from circuitcat.catalog.errors import QueryError
 from circuitcat.catalog.interventions import list_interventions
@@ -188,7 +194,7 @@ def circuit_graph(store: CatalogStore, uid: str) -> dict[str, Any]:
     c["params"], c["faithfulness"] = _parsed(c["params"], {}), _parsed(c["faithfulness"], {})
     m = circuit_members(store, uid)
     features, tokens, edges, into_target = m.features, m.tokens, m.edges, m.target_edges
-    answers = {r["uid"]: r for r in store.query("circuit_feature_prompts", uid=uid)}
+    answers = prompts_by_feature(store, uid)
     n_layers = _n_layers(store, c["set_uid"], features)
     n_prompts = max(int(c["params"].get("n_prompts") or 1), 1)
     nodes = [
@@ -208,7 +214,7 @@ def circuit_graph(store: CatalogStore, uid: str) -> dict[str, Any]:
                 "description": f["description"],
                 "density": f["density"],
                 "top_logits": top_logit_text(f["top_logits"]),
-                "answers": f"{seen['first_answer']}..{seen['last_answer']}" if seen else "",
+                "prompts_on": prompt_span(seen),
             }
         )
     for t in {(e["dst"], e["target"]) for e in into_target}:

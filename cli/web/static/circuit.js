@@ -25,7 +25,7 @@
       title: n.kind === "feature" ? `${n.name}${n.description ? ` — ${n.description}` : ""}` : n.name,
       href: n.kind === "feature" ? cc.featureHref(n.id) : null,
       info: n.kind === "feature"
-        ? [["score", num(n.score)], ["density", pct(n.density)], ["start years", n.answers || "-"], ["promotes", n.top_logits || "-"], "click to open"]
+        ? [["score", num(n.score)], ["density", pct(n.density)], ["works on", n.prompts_on || "-"], ["promotes", n.top_logits || "-"], "click to open"]
         : n.kind === "token" ? [["score", num(n.score)]]
         : n.kind === "target" ? [["attribution target", n.name], ["verify metric", (g.circuit.faithfulness || {}).metric || "not verified"]] : [],
     }));
@@ -77,7 +77,7 @@
     return table([
       { title: "feature", cell: (n) => featureLink(n.id, n.name) },
       { title: "score", class: "num", cell: (n) => num(n.score) },
-      { title: "start years", cell: (n) => n.answers },
+      { title: "works on", cell: (n) => n.prompts_on },
       { title: "promotes", cell: (n) => n.top_logits },
       { title: "description", cell: (n) => n.description || "" },
     ], rows, { id: "circuit-features" });

@@ -34,7 +34,9 @@
       const data = await cc.api(`/api/tasks/${encodeURIComponent(t.uid)}/prompts?limit=200`);
       box.replaceChildren(open, table([
         { title: "prompt", cell: (p) => (p.graph_sets.length ? el("a", { href: cc.promptHref(p.uid, p.graph_sets[0]) }, p.text) : p.text) },
-        { title: "answer", cell: (p) => p.answer }, { title: "metric", class: "num", cell: (p) => num(p.metric_value) }],
+        { title: "answer", cell: (p) => p.answer },
+        ...(data.prompts.some((p) => p.start_year) ? [{ title: "start year", cell: (p) => p.start_year || "" }] : []),
+        { title: "metric", class: "num", cell: (p) => num(p.metric_value) }],
       data.prompts, { class: "prompts" }));
     });
     box.append(open);

@@ -59,7 +59,7 @@
     const download = el("a", { href: cc.apiPath("/api/prompts", info.uid) + `/graph?set=${encodeURIComponent(meta.circuitcat.transcoder_set)}`, download: `${meta.slug}.json` }, "graph JSON");
     main.replaceChildren(
       el("h1", {}, info.text, el("span", { class: "uid" }, info.uid)),
-      el("p", { class: "sub" }, `task ${info.task} · answer ${JSON.stringify(info.answer)} · metric ${num(info.metric_value)} · set ${meta.circuitcat.transcoder_set} · `,
+      el("p", { class: "sub" }, `task ${info.task} · answer ${JSON.stringify(info.answer)}${info.start_year ? ` · start year ${info.start_year}` : ""} · metric ${num(info.metric_value)} · set ${meta.circuitcat.transcoder_set} · `,
         download, " for circuit-tracer's viewer or Neuronpedia"),
       section("Attribution graph",
         el("div", { class: "controls" }, el("label", {}, "node threshold ", threshold), el("label", {}, "edges ", edges), counts),
