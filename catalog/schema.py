@@ -257,6 +257,17 @@ def task_uid(name: str) -> str:
     return name
 
 
+# The built-in year tasks, each with whether its correct years come after the start year.
+YEAR_TASKS: dict[str, bool] = {"greater-than": True, "less-than": False}
+
+
+def year_answer(yy: int, later: bool) -> str:
+    """A year-task prompt's `answer` with start year `yy`: its correct two-digit years, those
+    after it for greater-than ("24..99"), those before it for less-than ("00..22")."""
+    first, last = (yy + 1, 99) if later else (0, yy - 1)
+    return f"{first:02d}" if first == last else f"{first:02d}..{last:02d}"
+
+
 def prompt_uid(task: str, text: str) -> str:
     """Prompts are keyed by content, so the same prompt text under one task is one node."""
     import hashlib

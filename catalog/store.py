@@ -22,6 +22,7 @@ from .protocol import (
     redact,
     resolve_settings,
 )
+from .upgrade import upgrade
 
 __all__ = [
     "CatalogStore",
@@ -74,6 +75,7 @@ def open_store(
     try:
         if init and not read_only:
             store.init_schema()
+            upgrade(store)
     except BaseException:
         store.close()
         raise

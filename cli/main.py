@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 from types import FrameType
 
@@ -25,6 +26,21 @@ app.add_typer(intervention.app, name="intervention")
 app.add_typer(toy.app, name="toy")
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
+
+
+def _one_line_summaries(group: typer.Typer) -> None:
+    """Each command's line in its group's list is its help's first paragraph on one line: in
+    rich mode Typer keeps the docstring's line breaks there, which breaks mid-sentence."""
+    for command in group.registered_commands:
+        doc = command.help or inspect.getdoc(command.callback) or ""
+        if command.short_help is None and doc:
+            command.short_help = " ".join(doc.split("\n\n")[0].split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_line_summaries(sub.typer_instance)
+
+
+_one_line_summaries(app)
 
 
 def _terminated(signum: int, _frame: FrameType | None) -> None:

@@ -43,6 +43,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from circuitcat.catalog.errors import TaskError
+from circuitcat.catalog.schema import year_answer
 
 Split = Literal["train", "val", "eval", "all"]
 Metric = Literal["prob_diff", "logit_diff"]
@@ -79,13 +80,6 @@ class TaskPrompt:
     correct: tuple[int, ...]
     incorrect: tuple[int, ...]
     start_year: str | None = None
-
-
-def year_answer(yy: int, later: bool) -> str:
-    """The correct two-digit years of a year-task prompt with start year `yy`, as text: those
-    after it for greater-than ("24..99"), those before it for less-than ("00..22")."""
-    first, last = (yy + 1, 99) if later else (0, yy - 1)
-    return f"{first:02d}" if first == last else f"{first:02d}..{last:02d}"
 
 
 @dataclass(frozen=True)

@@ -121,3 +121,56 @@ def test_a_prompts_answer_is_its_correct_tokens_and_the_start_year_its_own_field
     out, _ = run(toy_catalog, "circuit", "show", "counting", "--format", "jsonl")
     words = [json.loads(line)["prompts_on"] for line in out.splitlines()]
     assert any(words) and all(w.split(",")[0].strip() in NUMBER_WORDS for w in words if w)
+
+
+def test_an_older_catalogs_year_prompts_are_rewritten_by_store_init(tmp_path: Path) -> None:
+    """A catalog whose year prompts hold the start year in `answer` (circuitcat before
+    start_year) reads as before until opened for writing; `store init` then rewrites them."""
+    from circuitcat.catalog import open_store
+    from circuitcat.catalog.records import PromptRecord, records_to_batch
+
+    store = str(tmp_path / "old")
+    old = [
+        PromptRecord(task=t, text=f"{t} 17{yy}", tokens=["17", yy], answer=yy)
+        for t, yy in (("greater-than", "23"), ("less-than", "23"), ("greater-than", "98"))
+    ]
+    counting = PromptRecord(task="counting", text="count : one two", tokens=["two"], answer="three")
+    with open_store(store) as s:
+        s.write_nodes(records_to_batch([*old, counting]))
+        s.run_cypher("ALTER TABLE Prompt DROP start_year", write=True)  # as it was then
+    _, err = run(store, "query", "named", "year_prompts_to_upgrade", code=1)
+    assert "made by an older circuitcat" in err and "store init" in err
+
+    run(store, "store", "init")
+    with open_store(store, read_only=True) as s:
+        assert s.query("year_prompts_to_upgrade") == []
+        rows = {
+            r[0]: (r[1], r[2])
+            for r in s.run_cypher(
+                "MATCH (p:Prompt) RETURN p.text, p.answer, p.start_year ORDER BY p.text"
+            ).rows
+        }
+    assert rows == {
+        "count : one two": ("three", None),
+        "greater-than 1723": ("24..99", "23"),
+        "greater-than 1798": ("99", "98"),
+        "less-than 1723": ("00..22", "23"),
+    }
+
+
+def test_command_lists_show_each_summary_unbroken() -> None:
+    """A group's list of commands gives each command's first help paragraph on one line (Typer
+    keeps the docstring's line breaks there otherwise, breaking it mid-sentence)."""
+    import typer
+
+    def summaries(group: typer.Typer) -> list[str]:
+        found = [str(c.short_help) for c in group.registered_commands]
+        for sub in group.registered_groups:
+            assert sub.typer_instance is not None
+            found += summaries(sub.typer_instance)
+        return found
+
+    lines = summaries(app)
+    assert len(lines) > 30 and all(line and "\n" not in line for line in lines)
+    done = CliRunner().invoke(app, ["query", "--help"], env={"COLUMNS": "200"})
+    assert "it cannot change the catalog, read or write files" in done.stdout

@@ -395,6 +395,7 @@ def _named_query_params() -> dict[str, dict]:
         "circuit_interventions": {"uid": circuit, "limit": 5},
         "ablations_moving_task": {"task": "greater-than", "min_change": 0.1, "limit": 5},
         "set_feature_max": {"set_uid": data.SET.uid},
+        "year_prompts_to_upgrade": {},
         # catalog/queries/compare.cypher (the catalog of circuits)
         "circuit_by_uid": {"uid": circuit},
         "circuits_of_task": {"task": "greater-than"},
@@ -416,6 +417,9 @@ def test_every_named_query_answers_the_same_on_both_stores(
     for backend, uri in (("ladybug", str(tmp_path / "lb")), ("neo4j", clean_neo4j.uri)):
         with open_store(uri, user=clean_neo4j.user, password=clean_neo4j.password) as s:
             data.write_all(s)
+            # A year prompt as a circuitcat before start_year wrote it: answer = the start year.
+            old = data.PromptRecord(task="less-than", text="until 1723", tokens=["23"], answer="23")
+            s.write_nodes(data.records_to_batch([old]))
             answers[backend] = {name: s.query(name, **p) for name, p in params.items()}
     for name in params:
         assert answers["ladybug"][name], f"{name} returned nothing: the test data misses it"

@@ -82,6 +82,14 @@ RETURN c.uid AS uid, sum(r1.w * r2.w) AS score, count(b) AS paths
 ORDER BY abs(score) DESC, uid
 LIMIT $limit
 
+// name: year_prompts_to_upgrade
+// Year-task prompts written by a circuitcat older than the start_year property: their answer
+// holds the start year YY (catalog/upgrade.py rewrites them on a writable open).
+MATCH (p:Prompt)
+WHERE p.task IN ['greater-than', 'less-than'] AND p.start_year IS NULL
+RETURN p.uid AS uid, p.task AS task, p.answer AS answer
+ORDER BY uid
+
 // name: prompts_of_task
 MATCH (p:Prompt)-[:OF_TASK]->(t:Task {uid: $task})
 RETURN p.uid AS uid, p.text AS text, p.answer AS answer, p.start_year AS start_year,
