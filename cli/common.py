@@ -13,6 +13,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, ProgressColumn
 
 from circuitcat.catalog import CatalogStore, open_store
@@ -113,7 +114,7 @@ def existing_store(store: str | None) -> CatalogStore:
 
 
 def _say_waiting(message: str) -> None:
-    err_console.print(f"[yellow]{message}[/yellow]", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]{escape(message)}[/yellow]", highlight=False, soft_wrap=True)
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -124,7 +125,9 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except CircuitcatError as e:
-            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(1) from e
 
     return wrapper

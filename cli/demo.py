@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from circuitcat.catalog import open_store
 
@@ -96,14 +97,16 @@ def _summary(console: Console, r: DemoReport, picture: Path) -> None:
         table.add_row(
             f"L{row['layer']}/{row['index']}",
             f"{row['score']:.3f}",
-            str(row.get("prompts_on") or ""),
-            str(row.get("top_logits") or ""),
+            Text(str(row.get("prompts_on") or "")),
+            Text(str(row.get("top_logits") or "")),
         )
     console.print(table)
     for p in r.view.paths[:5]:
         feats = [uid.split("/", 2)[-1] for uid in p["features"]]  # "L0/156"
         chain = " -> ".join([f"'{p['token']}'", *feats, p["target"]])
-        console.print(f"  path {chain}  (score {p['score']:.3f}, {p['n_prompts']} prompts)")
+        console.print(
+            f"  path {chain}  (score {p['score']:.3f}, {p['n_prompts']} prompts)", markup=False
+        )
     console.print(
         f"probability difference (softmax over year tokens, {f.n_prompts} prompts):\n"
         f"  full model          {f.full:.3f}\n"

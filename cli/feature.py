@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from circuitcat.catalog.descriptions import best_description
@@ -111,7 +112,9 @@ def _dashboard(console: Console, f: dict[str, Any], sources: list[dict[str, Any]
     def num(v: Any) -> str:
         return "n/a" if v is None else f"{v:.4g}"
 
-    console.print(f"[bold]{f['uid']}[/bold]  layer {f['layer']}  index {f['feature_index']}")
+    console.print(
+        f"[bold]{escape(f['uid'])}[/bold]  layer {f['layer']}  index {f['feature_index']}"
+    )
     console.print(
         f"density {num(f['density'])}   mean act {num(f['act_mean'])}   max act {num(f['act_max'])}"
     )
@@ -150,15 +153,15 @@ def _dashboard(console: Console, f: dict[str, Any], sources: list[dict[str, Any]
     if logits:
         ups = [f"{x['token']}({x['w']:+.2f})" for x in logits if x["w"] > 0][:k]
         downs = [f"{x['token']}({x['w']:+.2f})" for x in logits if x["w"] < 0][:k]
-        console.print(f"[bold]promotes[/bold] {' '.join(ups)}")
-        console.print(f"[bold]suppresses[/bold] {' '.join(downs)}")
+        console.print(f"[bold]promotes[/bold] {escape(' '.join(ups))}")
+        console.print(f"[bold]suppresses[/bold] {escape(' '.join(downs))}")
     if sources:
         reads = [
             f"{r['source'].rsplit('/', 2)[-2]}/{r['source'].rsplit('/', 1)[-1]} "
             f"{r['via']} ({r['w']:+.3f})"
             for r in sources
         ]
-        console.print(f"[bold]reads from[/bold] {', '.join(reads)}")
+        console.print(f"[bold]reads from[/bold] {escape(', '.join(reads))}")
 
 
 @app.command("label")

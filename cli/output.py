@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .common import Format
 
@@ -42,11 +43,12 @@ def render(
         writer.writerow(columns)
         writer.writerows([[_cell(v, exact=True) for v in r] for r in rows])
         return buf.getvalue().rstrip("\n")
-    table = Table(title=title)
+    # Text cells: a value is shown as it is, never read as Rich markup ("[x]" would vanish).
+    table = Table(title=Text(title) if title else None)
     for col in columns:
-        table.add_column(col)
+        table.add_column(Text(col))
     for r in rows:
-        table.add_row(*(_cell(v) for v in r))
+        table.add_row(*(Text(_cell(v)) for v in r))
     console = Console(file=io.StringIO(), width=160, force_terminal=False)
     console.print(table)
     out = console.file.getvalue()  # type: ignore[attr-defined]

@@ -174,3 +174,21 @@ def test_command_lists_show_each_summary_unbroken() -> None:
     assert len(lines) > 30 and all(line and "\n" not in line for line in lines)
     done = CliRunner().invoke(app, ["query", "--help"], env={"COLUMNS": "200"})
     assert "it cannot change the catalog, read or write files" in done.stdout
+
+
+def test_brackets_survive_tables_dashboards_and_errors(toy_catalog: str, tmp_path: Path) -> None:
+    """Rich reads "[...]" as markup: a label like "[draft] start year" must print as written in
+    tables, on the dashboard and in error lines, not lose its brackets."""
+    import shutil
+
+    store = str(tmp_path / "catalog")
+    shutil.copytree(toy_catalog, store)
+    label = "[draft] start years [bold]9x[/bold]"
+    run(store, "feature", "label", f"{SET}/L0/156", label)
+    shown, _ = run(store, "feature", "show", f"{SET}/L0/156")
+    assert f"label: {label}" in shown
+    cypher = "MATCH (f:Feature {uid: $uid}) RETURN f.label AS label"
+    table, _ = run(store, "query", "cypher", cypher, "-p", f'uid="{SET}/L0/156"')
+    assert label in table
+    _, err = run(store, "feature", "show", "toy-years/[bold]x[/bold]/L0/1", code=1)
+    assert "[bold]x[/bold]" in err
