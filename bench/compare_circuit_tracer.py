@@ -9,7 +9,9 @@ project venv (`.venv/bin/python bench/compare_circuit_tracer.py --ours ...`, a s
 circuit-tracer code enters the project and no circuitcat code enters the throwaway venv.
 
 Per case (a tiny model family x a circuit-tracer layout: cross-layer, skip, JumpReLU, TopK;
-and Gemma Scope 2, JumpReLU + affine skip, on Gemma 3):
+on Gemma 2 and 3, sets writing `mlp.hook_out` (before the post-MLP RMSNorm ln2_post): a
+circuit-tracer ReLU set and Gemma Scope's JumpReLU params.npz; and Gemma Scope 2, JumpReLU +
+affine skip writing `hook_mlp_out`, on Gemma 3):
 1. circuitcat: `load_pair` loads the model folder and the set as every job does (unprocessed,
    ln2's affine folded into the encoders and the skip), `attribute` builds the graph of the
    fixture prompt for the logit of the model's top next token; the model's HookedTransformer
@@ -56,7 +58,14 @@ CASES = [
         "circuit-tracer-jumprelu",
         "circuit-tracer-topk",
     )
-] + [("gemma3", "gemmascope2")]  # Gemma Scope 2: JumpReLU + affine skip, for Gemma 3
+] + [
+    # Gemma-2/3 sets that write `mlp.hook_out`, the MLP's output before ln2_post
+    ("gemma2", "circuit-tracer"),
+    ("gemma2", "gemmascope-npz-jumprelu"),  # Gemma Scope: JumpReLU, params.npz
+    ("gemma3", "circuit-tracer"),
+    ("gemma3", "gemmascope2"),  # Gemma Scope 2: JumpReLU + affine skip, writes hook_mlp_out
+]
+SPECIAL_LOADERS = {"gemmascope-npz-jumprelu": "gemma-scope", "gemmascope2": "gemma-scope-2"}
 TOPK = {"circuit-tracer-topk": 8}  # circuit-tracer writes TopK sets like ReLU ones
 TOP = 100
 Key = tuple[Any, ...]
@@ -139,8 +148,8 @@ def ct_transcoders(family: str, layout: str) -> Any:
         for i, e in enumerate(config["transcoders"])
     }
     # circuit-tracer picks its Gemma Scope 2 loader from the hub repo id, which these local
-    # fixtures lack: name it, as load_transcoders does for a gemma-scope-2 repo
-    special = "gemma-scope-2" if layout == "gemmascope2" else None
+    # fixtures lack: name it, as load_transcoders does for a gemma-scope(-2) repo
+    special = SPECIAL_LOADERS.get(layout)
     tset = load_transcoder_set(
         paths, scan="fixtures", **hooks, **cpu, **lazy, special_load_fn=special
     )
@@ -260,7 +269,10 @@ def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def run_case(family: str, layout: str, tmp: Path) -> dict[str, Any]:
     out = tmp / f"{family}-{layout}.pt"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     cmd = [str(OURS_PYTHON), __file__, "--ours", family, layout, str(out)]
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
     handed = torch.load(out, weights_only=False)

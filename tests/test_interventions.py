@@ -238,7 +238,9 @@ KIND_CASES = [s for s in SUPPORTED if s["layout"] in KIND_LAYOUTS]
 @pytest.mark.parametrize("tset_info", KIND_CASES, ids=set_id)
 def test_every_kind_ablates_and_clamps(tset_info: dict[str, Any]) -> None:
     """Zeroing every feature leaves each MLP's error + b_dec_out + skip (computed here from the
-    set's own `output`); a clamp moves the logits; a tiny steer matches the prediction."""
+    set's own `output`; where the set writes before Gemma's ln2_post, `mlp.hook_out`, removed
+    from the MLP module's output, which then goes through ln2_post live); a clamp moves the
+    logits; a tiny steer matches the prediction."""
     loaded, tset = load_pair(
         str(model_dir(tset_info)), str(FIXTURES / tset_info["path"]), activation=declared(tset_info)
     )
@@ -258,10 +260,24 @@ def test_every_kind_ablates_and_clamps(tset_info: dict[str, Any]) -> None:
         tc_out = tset.output(layer, z, x_in[layer])
         return out - (tc_out - tset[layer].b_dec_out - tset[layer].skip(x_in[layer]))
 
+    scales: dict[int, torch.Tensor] = {}
+
+    def write_before_norm(n: torch.Tensor, hook: Any, layer: int) -> torch.Tensor:
+        y = write(n * scales[layer], hook, layer)  # the MLP module's output, edited
+        return y / (y.pow(2).mean(-1, keepdim=True) + model.blocks[layer].ln2_post.eps).sqrt()
+
     hooks = []
     for layer in tset.layers:
         hooks.append((tset[layer].cfg.input_hook, lambda x, hook, at=layer: read(x, hook, at)))
-        hooks.append((tset[layer].cfg.output_hook, lambda o, hook, at=layer: write(o, hook, at)))
+        if layer not in tset.post_norm:
+            hooks.append(
+                (tset[layer].cfg.output_hook, lambda o, hook, at=layer: write(o, hook, at))
+            )
+            continue
+        hooks.append((f"blocks.{layer}.ln2_post.hook_scale",
+                      lambda s, hook, at=layer: scales.__setitem__(at, s)))  # fmt: skip
+        hooks.append((f"blocks.{layer}.ln2_post.hook_normalized",
+                      lambda n, hook, at=layer: write_before_norm(n, hook, at)))  # fmt: skip
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         ref = model(torch.tensor([tokens]), return_type="logits")[0, -1, tokens[-1]]
     assert r.after == pytest.approx(float(ref), abs=1e-4)

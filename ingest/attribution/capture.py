@@ -9,6 +9,8 @@ What transformer_lens 3.9 records, and where (blocks.L. prefix omitted):
     ln2.hook_scale, ln2.hook_normalized   the MLP input, before ln2's w and b
     hook_mlp_in             the residual ln2 reads (filled only with `use_hook_mlp_in`)
     hook_mlp_out            after Gemma's ln2_post: what the MLP adds to the residual stream
+    ln2_post.hook_scale, ln2_post.hook_normalized   Gemma's post-MLP RMSNorm: their product is
+                            the MLP module's output, which sets writing `mlp.hook_out` replace
     ln_final.hook_scale, ln_final.hook_normalized   before ln_final's w and b
 The glossary of dimension names is in frozen.py.
 """
@@ -35,6 +37,7 @@ NORMS = ("LN", "LNPre", "RMS", "RMSPre")
 INPUT_HOOK = "ln2.hook_normalized"
 RAW_INPUT_HOOK = "hook_mlp_in"  # the residual before ln2 (Gemma Scope 2 transcoders)
 OUTPUT_HOOK = "hook_mlp_out"
+POST_HOOKS = ("ln2_post.hook_scale", "ln2_post.hook_normalized")  # Gemma's post-MLP norm
 
 
 def hooked(model: HookedTransformer | LoadedModel) -> HookedTransformer:
@@ -62,7 +65,7 @@ def freeze(
     toks = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
     if toks.numel() == 0:
         raise IngestError("attribution needs a prompt of at least one token")
-    run = _run_model(ht, toks, dev, _raw_input_layers(tset))
+    run = _run_model(ht, toks, dev, _raw_input_layers(tset), tset)
     weights = _copy_weights(ht, tset, dev)
     feats = _active_features(tset, run["mlp_in"], max_features, dev)
     errors = run["mlp_out"] - weights["b_dec_out"][:, None, :]
@@ -134,12 +137,13 @@ def _hook_names(model: HookedTransformer) -> set[str]:
 
 
 def _run_model(
-    model: HookedTransformer, toks: Tensor, dev: torch.device, raw: set[int]
+    model: HookedTransformer, toks: Tensor, dev: torch.device, raw: set[int], tset: TranscoderSet
 ) -> dict[str, Any]:
     n, names = (
         model.cfg.n_layers,
         _hook_names(model) | {f"blocks.{layer}.{RAW_INPUT_HOOK}" for layer in raw},
     )
+    names |= {f"blocks.{layer}.{hook}" for layer in tset.post_norm for hook in POST_HOOKS}
     model_dev = next(model.parameters()).device
     with torch.no_grad():
         logits, cache = model.run_with_cache(
@@ -162,6 +166,11 @@ def _run_model(
     post_scale = torch.ones_like(attn_scale)
     if model.cfg.use_normalization_before_and_after:
         post_scale = stack("ln1_post.hook_scale")
+    mlp_out, out_gain = stack(OUTPUT_HOOK), {}
+    for layer, norm in tset.post_norm.items():  # the set writes before ln2_post
+        scale = get(f"blocks.{layer}.{POST_HOOKS[0]}")
+        mlp_out[layer] = get(f"blocks.{layer}.{POST_HOOKS[1]}") * scale
+        out_gain[layer] = norm.w.to(dev, torch.float32) / scale
     return {
         "emb": get("blocks.0.hook_resid_pre"),
         "pattern": stack("attn.hook_pattern"),
@@ -174,7 +183,8 @@ def _run_model(
         "parallel": bool(model.cfg.parallel_attn_mlp),
         "mlp_normalized": torch.tensor([layer not in raw for layer in range(n)], device=dev),
         "mlp_in": mlp_in,
-        "mlp_out": stack(OUTPUT_HOOK),
+        "mlp_out": mlp_out,
+        "out_gain": out_gain,
         "final_in": get("ln_final.hook_normalized"),
         "logits": logits[0].to(dev, torch.float32),
     }

@@ -26,8 +26,11 @@ local windows, are frozen with the pattern):
         resid_pre, resid_post = resid_pre + attn_out + hook_mlp_out; ln2 reads resid_pre
     attn_out = ln1_post(z W_O + b_O) with `use_normalization_before_and_after` (Gemma-2/3):
         an RMSNorm whose frozen scale makes it the diagonal map w / s (`ln1_post_w`,
-        `post_scale`); elsewhere w / s = 1. Gemma's ln2_post sits inside `hook_mlp_out`, which
-        the transcoder writes, so it needs nothing here.
+        `post_scale`); elsewhere w / s = 1. Gemma's ln2_post sits inside `hook_mlp_out`: a
+        set writing hook_mlp_out writes after it, so it needs nothing here; a set writing the
+        MLP module's output (circuit-tracer's `mlp.hook_out`) writes before it, and everything
+        that layer's MLP replacement writes (features, b_dec_out, skip, error) reaches the
+        residual stream through the diagonal map w / s of its frozen scale (`out_gain`).
 
 Residual levels: level k is `blocks.k.hook_resid_pre` (level n_layers is the final residual).
 A layer-l MLP writes at level l + 1. Row `site` is where a readout reads: l for a layer-l
@@ -86,7 +89,9 @@ class FrozenPrompt:
     # `hook_mlp_in`, which Gemma Scope 2 sets read; its mlp_scale is then 1)
     mlp_normalized: Bool[Tensor, " n_layers"]
     mlp_in: Float[Tensor, "n_layers pos d_model"]  # the transcoders' input hook
-    mlp_out: Float[Tensor, "n_layers pos d_model"]  # blocks.L.hook_mlp_out
+    # what the transcoders replace: blocks.L.hook_mlp_out, or for layers in `out_gain` the MLP
+    # module's output before ln2_post
+    mlp_out: Float[Tensor, "n_layers pos d_model"]
     final_in: Float[Tensor, "pos d_model"]  # ln_final.hook_normalized
     logits: Float[Tensor, "pos d_vocab"]
     ln1_w: Float[Tensor, "n_layers d_model"]
@@ -115,6 +120,9 @@ class FrozenPrompt:
     skip: dict[int, Float[Tensor, "d_model d_model"]]
     errors: Float[Tensor, "n_layers pos d_model"]
     n_active: int  # active features before max_features
+    # per layer whose set writes before the post-MLP norm: ln2_post's w / its frozen scale,
+    # the diagonal map from what the layer's replacement writes to the residual stream
+    out_gain: dict[int, Float[Tensor, "pos d_model"]]
 
     @property
     def n_layers(self) -> int:
@@ -147,6 +155,20 @@ class FrozenPrompt:
             acts[self.write_feat, None] * self.write_dec,
             accumulate=True,
         )
+
+    def to_resid(self, layer: int, x: Tensor) -> Tensor:
+        """`x` (... pos d_model), written by layer `layer`'s MLP replacement, as it reaches the
+        residual stream: through ln2_post's frozen map where the set writes before it, else
+        `x` itself. The map is diagonal, so it is its own transpose: on gradients at the
+        residual it gives the gradients at the replacement's output."""
+        gain = self.out_gain.get(layer)
+        return x if gain is None else x * gain
+
+    def resid_errors(self) -> Float[Tensor, "n_layers pos d_model"]:
+        """The error terms as they reach the residual stream (see `to_resid`)."""
+        if not self.out_gain:
+            return self.errors
+        return torch.stack([self.to_resid(layer, e) for layer, e in enumerate(self.errors)])
 
     def skip_out(self, layer: int, resid: Float[Tensor, "pos d_model"]) -> Tensor | None:
         """Layer `layer`'s skip output on the residual its ln2 reads (None without a skip)."""
@@ -264,6 +286,10 @@ def frozen_forward(
             r = r + attn
             reads.append(r)
         skip = fp.skip_out(a, reads[-1])
+        if a in fp.out_gain:  # the layer's replacement writes before ln2_post
+            out = writes[a] + bias[a] * fp.b_dec_out[a] + errors[a]
+            r = r + fp.to_resid(a, out if skip is None else out + skip)
+            continue
         r = r + writes[a] + bias[a] * fp.b_dec_out[a] + errors[a]
         r = r if skip is None else r + skip
     return FrozenRun(mlp_resid=torch.stack(reads), resid_final=r, bias=bias)
@@ -330,7 +356,7 @@ def _skip_adjoint(fp: FrozenPrompt, a: int, g_post: Tensor) -> Tensor | None:
     """The gradient at the residual ln2 of layer `a` reads, through its skip connection only."""
     if a not in fp.skip:
         return None
-    return normalize(g_post @ fp.skip[a].T, fp.mlp_scale[a], fp.center_at(a))
+    return normalize(fp.to_resid(a, g_post) @ fp.skip[a].T, fp.mlp_scale[a], fp.center_at(a))
 
 
 def _attention_adjoint(

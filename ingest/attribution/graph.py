@@ -355,6 +355,7 @@ def _source_block(fp: FrozenPrompt, rows: Rows, cols: _Columns) -> Float[Tensor,
             out[:, cols.token : cols.error] = (g * fp.emb).sum(-1)
             continue
         layer = k - 1
+        g = fp.to_resid(layer, g)  # the gradient at what MLP `layer`'s replacement writes
         lo = cols.error + layer * cols.n_pos
         out[:, lo : lo + cols.n_pos] = (g * fp.errors[layer]).sum(-1)
         out[:, cols.bias + layer] += g.sum(1) @ fp.b_dec_out[layer]
@@ -392,7 +393,7 @@ def _assemble(
             ar(L).repeat_interleave(P),
             ar(P).repeat(L),
             full(L * P, -1),
-            fp.errors.norm(dim=-1).flatten(),
+            fp.resid_errors().norm(dim=-1).flatten(),
         ),
         (NodeKind.BIAS, ar(L + 1), full(L + 1, -1), full(L + 1, -1), torch.ones(L + 1, device=dev)),
         (NodeKind.TARGET, rows.site[n_f:], rows.pos[n_f:], torch.tensor(t_index), values[n_f:]),

@@ -139,19 +139,23 @@ def _source_vectors(
         kind == k for k in (NodeKind.TOKEN, NodeKind.ERROR, NodeKind.FEATURE)
     )
     vector[is_tok] = fp.emb[pos[is_tok].to(fp.device)].cpu()
-    vector[is_err] = fp.errors[layer[is_err].to(fp.device), pos[is_err].to(fp.device)].cpu()
+    errors = fp.resid_errors()
+    vector[is_err] = errors[layer[is_err].to(fp.device), pos[is_err].to(fp.device)].cpu()
     found = _find_features(fp, layer[is_feat], pos[is_feat], graph.index[nodes][is_feat]).cpu()
     level = torch.where(is_tok, 0, layer + 1)
     owner = torch.nonzero(~is_feat).flatten()
     feat_owner, writes = _feature_writes(fp, found)
     w_feat = fp.write_feat.cpu()[writes]
+    w_vec = fp.feat_act.cpu()[w_feat, None] * fp.write_dec.cpu()[writes]
+    w_layer, w_pos = fp.write_layer.cpu()[writes], fp.feat_pos.cpu()[w_feat]
+    for out_layer, gain in fp.out_gain.items():  # writes before ln2_post: through its map
+        at = w_layer == out_layer
+        w_vec[at] = w_vec[at] * gain.cpu()[w_pos[at]]
     return (
         _Sources(
-            torch.cat(
-                [vector[~is_feat], fp.feat_act.cpu()[w_feat, None] * fp.write_dec.cpu()[writes]]
-            ),
-            torch.cat([pos[~is_feat], fp.feat_pos.cpu()[w_feat]]),
-            torch.cat([level[~is_feat], fp.write_layer.cpu()[writes] + 1]),
+            torch.cat([vector[~is_feat], w_vec]),
+            torch.cat([pos[~is_feat], w_pos]),
+            torch.cat([level[~is_feat], w_layer + 1]),
         ),
         torch.cat([owner, torch.nonzero(is_feat).flatten()[feat_owner]]),
     )

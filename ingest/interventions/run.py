@@ -15,6 +15,11 @@ the attribution graph's prediction, on a batch of prompts in three forward passe
 3. frozen: the edited model with attention patterns, normalisation scales and errors frozen at
    the clean pass's values; feature gates and TopK re-selection stay live.
 
+Where a set writes the MLP module's output before the block's post-MLP norm (Gemma-2/3 sets
+writing `mlp.hook_out`), the error and the transcoders' writes are taken before that norm, and
+their sum goes through it: with its scale detached in pass 1 (the replacement's own scale,
+recorded for pass 3), live in pass 2, frozen in pass 3 when `Freeze.norm`.
+
 What pass 3 holds is a `Freeze`; the default is the above. `Freeze.circuit_tracer` gives
 circuit-tracer's `feature_intervention` modes (attention only; or `constrained_layers`, whose
 transcoder activations and errors are also held), checked against it in
@@ -39,6 +44,7 @@ from ..transcoders.transcoder import TranscoderSet
 from .edits import ResolvedEdit
 
 Hook = tuple[str, Callable[..., Any]]
+POST_SCALE, POST_NORMALIZED = "ln2_post.hook_scale", "ln2_post.hook_normalized"
 Metric = str  # 'prob_diff' | 'logit_diff' | 'logit' (the correct tokens' mean logit)
 
 # The documented tolerance of the illusion check (docs/concepts.md): flagged when the graph's
@@ -123,6 +129,32 @@ class _Replacement:
         self.inputs: dict[int, Tensor] = {}
         # Freeze.constrained: writes into these layers come from `held`'s activations
         self.held, self.constrained = held, set(constrained)
+        # ln2_post.hook_normalized and the scale it was divided by, where the set writes
+        # before the post-MLP norm (`post_norm_hooks`)
+        self.normalized: dict[int, Tensor] = {}
+        self.post_scale: dict[int, Tensor] = {}
+
+    def mlp_output(self, layer: int, out: Tensor) -> Tensor:
+        """What the transcoders of `layer` replace, from `out` (hook_mlp_out): `out` itself,
+        or the MLP module's output before the post-MLP norm where the set writes there."""
+        if layer not in self.tset.post_norm:
+            return out
+        return self.normalized.pop(layer) * self.post_scale.pop(layer)
+
+    def post_norm_hooks(self) -> list[Hook]:
+        """Recorders of the post-MLP norm's input, for layers whose set writes before it. They
+        go last in a pass's hooks, so they see the scale the pass used (frozen or live)."""
+        hooks: list[Hook] = []
+        for layer in self.tset.post_norm:
+            hooks.append((f"blocks.{layer}.{POST_SCALE}", _bind(self._keep_scale, layer)))
+            hooks.append((f"blocks.{layer}.{POST_NORMALIZED}", _bind(self._keep_normalized, layer)))
+        return hooks
+
+    def _keep_scale(self, t: Tensor, layer: int) -> None:
+        self.post_scale[layer] = t.detach()
+
+    def _keep_normalized(self, t: Tensor, layer: int) -> None:
+        self.normalized[layer] = t.detach()
 
     def encode(self, x: Tensor, layer: int, edit: ResolvedEdit | None,
                leaf: dict[int, Tensor] | None) -> None:  # fmt: skip
@@ -199,12 +231,19 @@ def clean_pass(
 
     def out_hook(out: Tensor, layer: int) -> Tensor:
         tc_out = rep.output(layer)
-        err = (out - tc_out).detach() if keep_error else torch.zeros_like(out)
+        real = rep.mlp_output(layer, out)
+        err = (real - tc_out).detach() if keep_error else torch.zeros_like(real)
         errors[layer] = err
-        return (err + tc_out).to(out.dtype)
+        y = err + tc_out
+        if layer in tset.post_norm:  # the replacement's own scale, held for pass 3
+            scale = tset.post_norm[layer].scale(y).detach()
+            frozen[f"blocks.{layer}.{POST_SCALE}"] = scale
+            y = tset.to_output_hook(layer, y, scale)
+        return y.to(out.dtype)
 
     hooks = _transcoder_hooks(tset, lambda x, layer: rep.encode(x, layer, None, leaf), out_hook)
     hooks += [(name, _bind(record, name)) for name in _freeze_names(model, tset)]
+    hooks += rep.post_norm_hooks()
     with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
         logits = model(tokens.to(model.cfg.device), return_type="logits")
         rows = torch.arange(len(prompts), device=logits.device)
@@ -235,14 +274,18 @@ def edited_pass(
 
     def out_hook(out: Tensor, layer: int) -> Tensor:
         tc_out = rep.output(layer)
+        real = rep.mlp_output(layer, out)
         if clean is not None and (freeze.error or layer in rep.constrained):
             err = clean.errors[layer][: out.shape[0]]
         elif keep_error:
             # the error on this pass's input: the MLP minus what the unedited features write
-            err = out - tset.output(layer, rep.z, rep.inputs[layer])
+            err = real - tset.output(layer, rep.z, rep.inputs[layer])
         else:
-            err = torch.zeros_like(out)
-        return (err + tc_out).to(out.dtype)
+            err = torch.zeros_like(real)
+        scale = None  # the post-MLP norm's, where the set writes before it: live unless frozen
+        if clean is not None and freeze.norm and layer in tset.post_norm:
+            scale = clean.frozen[f"blocks.{layer}.{POST_SCALE}"][: out.shape[0]]
+        return tset.to_output_hook(layer, err + tc_out, scale).to(out.dtype)
 
     hooks = _transcoder_hooks(tset, lambda x, layer: rep.encode(x, layer, edit, None), out_hook)
     if clean is not None:
@@ -250,6 +293,7 @@ def edited_pass(
             (name, _bind(lambda t, n: clean.frozen[n][: t.shape[0]], name))
             for name in _freeze_names(model, tset, freeze)
         ]
+    hooks += rep.post_norm_hooks()
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         return model(tokens.to(model.cfg.device), return_type="logits")
 

@@ -55,6 +55,7 @@ from circuitcat.ingest.transcoders.formats import (
     require,
     resolve_hook,
     to_transcoder,
+    writes_mlp_module,
 )
 from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderSet
 
@@ -212,6 +213,7 @@ def _load_gemma_scope_2_layer(
         b_dec_out=require(tensors, "b_dec", file, "output bias [d_model]"),
         input_hook=resolve_hook(hooks["feature_input_hook"], layer),
         output_hook=resolve_hook(hooks["feature_output_hook"], layer),
+        mlp_module_out=writes_mlp_module(hooks["feature_output_hook"]),
         threshold=_threshold(
             require(tensors, "threshold", file, "JumpReLU threshold [d_transcoder]")
         ),
@@ -285,6 +287,7 @@ def _clt_layer(
         b_dec_out=require(enc, f"b_dec_{i}", enc_file, "output bias of MLP i [d_model]"),
         input_hook=resolve_hook(hooks["feature_input_hook"], i),
         output_hook=resolve_hook(hooks["feature_output_hook"], i),
+        mlp_module_out=writes_mlp_module(hooks["feature_output_hook"]),
         threshold=_threshold(enc.get(f"threshold_{i}")),
         W_dec_after=W_dec[:, 1:].permute(1, 0, 2) if n_layers - i > 1 else None,
         keys={
@@ -340,6 +343,7 @@ def _layer_tensors(
         b_dec_out=require(tensors, "b_dec", file, "output bias [d_model]"),
         input_hook=resolve_hook(hooks["feature_input_hook"], layer),
         output_hook=resolve_hook(hooks["feature_output_hook"], layer),
+        mlp_module_out=writes_mlp_module(hooks["feature_output_hook"]),
         threshold=_threshold(tensors.get(threshold_key)),
         keys={"b_dec_out": "b_dec", "threshold": threshold_key},
     )

@@ -32,8 +32,12 @@ ALL_PROCESSED = dict.fromkeys(PROCESSING_FLAGS, True)
 NONE_PROCESSED = dict.fromkeys(PROCESSING_FLAGS, False)
 
 # circuit-tracer wraps each MLP with hook_in/hook_out; a plain HookedTransformer carries the
-# same tensors at these hooks (the input only up to the LayerNorm affine: see load.py).
-HOOK_ALIASES = {"mlp.hook_in": "ln2.hook_normalized", "mlp.hook_out": "hook_mlp_out"}
+# same tensors at these hooks, the input only up to the LayerNorm affine (see load.py), the
+# output only on blocks without a post-MLP norm: Gemma-2/3's ln2_post sits between the MLP's
+# output and hook_mlp_out, so a set writing mlp.hook_out is marked `mlp_module_out` and its
+# output goes through ln2_post (transcoder.py's PostNorm).
+MLP_MODULE_OUT = "mlp.hook_out"
+HOOK_ALIASES = {"mlp.hook_in": "ln2.hook_normalized", MLP_MODULE_OUT: "hook_mlp_out"}
 _BLOCK_HOOK = re.compile(r"blocks\.(\d+)\.(.+)")
 _LAYER_IN_NAME = re.compile(r"(?:blocks\.|layer_?|layers\.|(?<![A-Za-z])L)(\d+)(?:\D|$)")
 
@@ -54,6 +58,7 @@ class LayerTensors:
     threshold: Tensor | None = None  # [d_transcoder]: JumpReLU, pre * (pre > threshold)
     W_skip: Tensor | None = None  # [d_out, d_in], applied as x @ W_skip.T
     W_dec_after: Tensor | None = None  # [n_after, d_transcoder, d_out]: later layers' decoders
+    mlp_module_out: bool = False  # declared output hook mlp.hook_out (see HOOK_ALIASES)
     # our tensor name -> the file's key for the same tensor, so messages use the file's words
     keys: dict[str, str] = field(default_factory=dict)
 
@@ -189,6 +194,7 @@ def to_transcoder(t: LayerTensors, dims: dict[str, int] | None = None) -> Transc
         activation="jumprelu" if t.threshold is not None else "relu",
         skip=t.W_skip is not None,
         n_outputs=1 + n_after,
+        mlp_module_out=t.mlp_module_out,
     )
     tc = Transcoder(cfg)
     with torch.no_grad():
@@ -242,6 +248,13 @@ def resolve_hook(hook: str, layer: int) -> str:
     if match:
         return f"blocks.{match.group(1)}.{HOOK_ALIASES.get(match.group(2), match.group(2))}"
     return f"blocks.{layer}.{HOOK_ALIASES.get(hook, hook)}"
+
+
+def writes_mlp_module(hook: str) -> bool:
+    """Whether a declared output hook is the MLP module's own output (`mlp.hook_out`, with or
+    without a 'blocks.L.' prefix)."""
+    match = _BLOCK_HOOK.fullmatch(hook)
+    return (match.group(2) if match else hook) == MLP_MODULE_OUT
 
 
 def layer_from_text(text: str) -> int | None:

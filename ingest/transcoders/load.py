@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import TypeAlias
 
 import torch
+from torch.nn import Module
 from transformer_lens import HookedTransformer
+from transformer_lens.components import RMSNorm
 
 from circuitcat.catalog.errors import TranscoderLoadError
 from circuitcat.ingest.models import LoadedModel, applied_processing
 from circuitcat.ingest.transcoders import circuit_tracer, gpt2_paper, saelens
 from circuitcat.ingest.transcoders.formats import PROCESSING_FLAGS, safetensors_keys
-from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderSet
+from circuitcat.ingest.transcoders.transcoder import PostNorm, Transcoder, TranscoderSet
 
 TOY_NAMES = ("toy", "toy-years")
 TOY_SOURCE = "builtin:toy-years"
@@ -86,13 +88,15 @@ def load_transcoders(
 
 
 def adapt_to_model(tset: TranscoderSet, model: ModelLike) -> None:
-    """Check `tset` fits `model`, fold ln2's affine into encoders that expect it, and switch on
-    the hooks the set reads (`hook_mlp_in` is only filled with `use_hook_mlp_in`)."""
+    """Check `tset` fits `model`, fold ln2's affine into encoders that expect it, attach the
+    post-MLP norm to layers that write before it, and switch on the hooks the set reads
+    (`hook_mlp_in` is only filled with `use_hook_mlp_in`)."""
     hooked = _hooked(model)
     if any(tc.cfg.input_hook.endswith(MLP_IN_HOOK) for tc in tset.transcoders.values()):
         hooked.set_use_hook_mlp_in(True)
     _check_structure(tset, model)
     fold_ln2_affine(tset, hooked)
+    attach_post_norms(tset, hooked)
 
 
 def set_name(name: str) -> str:
@@ -119,6 +123,43 @@ def validate_against_model(tset: TranscoderSet, model: ModelLike) -> None:
             f"'blocks.{unfolded[0]}.ln2.hook_normalized' before them: load the set with the "
             "model, load_transcoders(path, model), so ln2.w and ln2.b fold into the encoders"
         )
+    unattached = [
+        layer
+        for layer in tset.layers
+        if _post_norm_of(tset, _hooked(model), layer) is not None and layer not in tset.post_norm
+    ]
+    if unattached:
+        raise TranscoderLoadError(
+            f"transcoder set '{tset.name}' ({tset.source}) writes the MLP's output before the "
+            f"post-MLP norm (mlp.hook_out), which model blocks apply before "
+            f"'blocks.{unattached[0]}.hook_mlp_out': load the set with the model, "
+            "load_transcoders(path, model), so its output goes through ln2_post"
+        )
+
+
+def attach_post_norms(tset: TranscoderSet, model: HookedTransformer) -> None:
+    """Record each block's post-MLP norm (`ln2_post`) for layers whose transcoder writes the MLP
+    module's output, before that norm (`mlp_module_out`); transformer_lens 3.9 builds it as an
+    RMSNorm for Gemma-2/3, the only norm supported here."""
+    for layer in tset.layers:
+        norm = _post_norm_of(tset, model, layer)
+        if norm is None:
+            continue
+        if not isinstance(norm, RMSNorm):
+            raise TranscoderLoadError(
+                f"transcoder set '{tset.name}' layer {layer} writes before the model's post-MLP "
+                f"norm, a {type(norm).__name__}: only an RMSNorm (Gemma-2/3) is supported there"
+            )
+        w = norm.w.detach().to(tset[layer].W_dec.device, torch.float32)
+        tset.post_norm[layer] = PostNorm(w=w, eps=float(norm.eps))
+
+
+def _post_norm_of(tset: TranscoderSet, model: HookedTransformer, layer: int) -> Module | None:
+    """The post-MLP norm of `layer`'s block where its transcoder writes before it, else None."""
+    if not tset[layer].cfg.mlp_module_out or not 0 <= layer < model.cfg.n_layers:
+        return None
+    norm = getattr(model.blocks[layer], "ln2_post", None)
+    return norm if isinstance(norm, Module) else None
 
 
 def fold_ln2_affine(tset: TranscoderSet, model: HookedTransformer) -> None:

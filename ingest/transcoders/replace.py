@@ -3,7 +3,9 @@
 At each transcoder's input hook its features are encoded (and optionally edited, e.g. ablated
 to their means); what they write is added to a pending output for every replaced layer they
 decode to (a cross-layer feature writes to several); at a replaced layer's output hook the
-pending output (writes + b_dec_out + the skip of the layer's own input) replaces the MLP's.
+pending output (writes + b_dec_out + the skip of the layer's own input) replaces the MLP's,
+through the block's post-MLP norm (live) where the set writes before it (Gemma-2/3 sets that
+write `mlp.hook_out`: `TranscoderSet.to_output_hook`).
 Transformer_lens fires the hooks in layer order, input before output, so every write reaches
 its layer. The model runs live: every gate (ReLU, JumpReLU threshold, TopK selection) sees
 this pass's inputs. Use hooks only inside `model.hooks(...)`.
@@ -45,7 +47,7 @@ def replacement_hooks(
                 _add(pending, m, z @ tc.decoder(m))
 
     def write_output(out: Tensor, hook: Any, layer: int) -> Tensor:
-        return pending.pop(layer).to(out.dtype)
+        return tset.to_output_hook(layer, pending.pop(layer)).to(out.dtype)
 
     hooks: list[Hook] = []
     for layer in needed:

@@ -39,6 +39,11 @@ Conventions of the libraries, and how they map here (see docs/concepts.md):
   layers l + 1 .. l + n_outputs - 1 through `W_dec_after[m - l - 1]`; the output of MLP m is
   then the sum over every layer l <= m whose features write to m (`TranscoderSet.output`).
 Loaders fold an input-side b_dec into b_enc when a format has one, so b_dec is usually zero.
+- Where a set writes the MLP module's own output (circuit-tracer's `mlp.hook_out`) on a model
+  whose blocks normalise that output before the residual stream (Gemma-2/3's RMSNorm
+  `ln2_post`, inside `hook_mlp_out`), out_l passes through ln2_post: what reaches hook_mlp_out is
+  out_l / s * w, s = sqrt(mean(out_l^2) + eps) live or frozen (`PostNorm`, attached by
+  load.py's `adapt_to_model` from the model).
 """
 
 from __future__ import annotations
@@ -76,7 +81,10 @@ class TranscoderConfig:
     """What a transcoder reads, writes, how wide it is, and its kind.
 
     `activation`: 'relu', 'jumprelu' (a per-feature `threshold`) or 'topk:K'; `skip`: it has a
-    `W_skip`; `n_outputs`: the layers its features write to, from its own (1: per-layer).
+    `W_skip`; `n_outputs`: the layers its features write to, from its own (1: per-layer);
+    `mlp_module_out`: it writes the MLP module's output (circuit-tracer's `mlp.hook_out`),
+    which on blocks with a post-MLP norm (`ln2_post`) lies before that norm, while
+    `output_hook` (`hook_mlp_out`) lies after it.
     """
 
     d_in: int
@@ -89,6 +97,7 @@ class TranscoderConfig:
     metrics: dict[str, float] = field(default_factory=dict)
     skip: bool = False
     n_outputs: int = 1
+    mlp_module_out: bool = False
 
     def __post_init__(self) -> None:
         kind, k = parse_activation(self.activation)
@@ -181,13 +190,33 @@ class Transcoder(nn.Module):
         return self.decode(self.encode(x)) + self.skip(x)
 
 
+@dataclass(frozen=True)
+class PostNorm:
+    """A block's post-MLP RMSNorm (`ln2_post`, Gemma-2/3), which the output of a set writing
+    before it passes through: y / s * w with s = sqrt(mean(y^2) + eps), as transformer_lens
+    3.9's RMSNorm computes it; `scale` given, s is frozen at it."""
+
+    w: Float[Tensor, " d_out"]
+    eps: float
+
+    def scale(self, y: Float[Tensor, "... d_out"]) -> Float[Tensor, "... 1"]:
+        return (y.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+
+    def apply(
+        self, y: Float[Tensor, "... d_out"], scale: Float[Tensor, "... 1"] | None = None
+    ) -> Float[Tensor, "... d_out"]:
+        s = self.scale(y) if scale is None else scale
+        return y / s * self.w.to(y)
+
+
 @dataclass
 class TranscoderSet:
     """One transcoder per MLP layer of one model, plus where they came from.
 
     `processing` records the HookedTransformer flags (fold_ln, center_writing_weights,
     center_unembed) the set was trained against: published transcoders only match a model
-    processed the same way.
+    processed the same way. `post_norm`: per layer whose transcoder writes before the model's
+    post-MLP norm, that norm (filled by load.py's `adapt_to_model`; empty otherwise).
     """
 
     name: str
@@ -197,6 +226,7 @@ class TranscoderSet:
     transcoders: dict[int, Transcoder]
     processing: dict[str, bool] = field(default_factory=dict)
     sha256: str = ""
+    post_norm: dict[int, PostNorm] = field(default_factory=dict)
 
     @property
     def layers(self) -> list[int]:
@@ -260,6 +290,18 @@ class TranscoderSet:
         for layer in self.writers(out_layer):
             out = out + acts[layer] @ self[layer].decoder(out_layer)
         return out
+
+    def to_output_hook(
+        self,
+        out_layer: int,
+        y: Float[Tensor, "... d_out"],
+        scale: Float[Tensor, "... 1"] | None = None,
+    ) -> Float[Tensor, "... d_out"]:
+        """`y`, what replaces MLP `out_layer` (`output`), as it reaches the layer's
+        output_hook: through the post-MLP norm where the set writes before it (its scale live,
+        or frozen at `scale`), else unchanged."""
+        norm = self.post_norm.get(out_layer)
+        return y if norm is None else norm.apply(y, scale)
 
     def with_activation(self, spec: str) -> None:
         """Declare the activation the files cannot carry (circuit-tracer writes a TopK set
