@@ -480,12 +480,13 @@ def skip_layers(tset: TranscoderSet, above: int, below: int) -> list[int]:
 def _through_skip(
     tset: TranscoderSet, m: int, src: Float[Tensor, "n_src d_model"]
 ) -> Float[Tensor, "n_src d_model"]:
-    """What rows `src` written into MLP m's input become at its output through its skip
-    (x @ W_skip.T; W_skip as the set holds it, e.g. centred by weights_job for LayerNorm)."""
+    """What rows `src` written into MLP m's input become in the residual stream through its
+    skip (x @ W_skip.T, times m's post-MLP norm weight where the set writes before it; W_skip
+    as the set holds it, e.g. centred by weights_job for LayerNorm)."""
     W_skip = tset[m].W_skip
     if W_skip is None:
         raise IngestError(f"layer {m} has no skip connection")
-    return _f32(src) @ _f32(W_skip).to(src.device).T
+    return tset.resid_gain(m, _f32(src) @ _f32(W_skip).to(src.device).T)
 
 
 def skip_edges(

@@ -375,6 +375,42 @@ def test_a_set_writing_before_ln2_post_has_edges_the_real_model_follows(
     assert worst < 1e-4
 
 
+@pytest.mark.parametrize("tset_info", POST_NORM_SETS, ids=set_id)
+def test_the_weights_of_a_set_writing_before_ln2_post_include_its_weight(
+    tset_info: dict[str, Any],
+) -> None:
+    """The input-invariant weights (VIRTUAL_WEIGHT, DEEMBEDS via skips, PROMOTES, top logits)
+    read a feature's residual write per unit of activation: in the real model, a decoder row
+    added to ln2_post.hook_normalized (the norm's scale held out, as the weights leave it out)
+    moves hook_mlp_out by that row times ln2_post's w, which `decoder_sum` must give."""
+    from circuitcat.ingest.weights import logit_edges
+
+    loaded, tset = load_pair(str(model_dir(tset_info)), str(FIXTURES / tset_info["path"]))
+    model = loaded.model
+    tokens = load_file(str(FIXTURES / MODELS[tset_info["family"]]["reference"]))["tokens"]
+    with torch.no_grad():
+        _, clean = model.run_with_cache(tokens.reshape(1, -1))
+    for layer in tset.layers:
+        name = f"blocks.{layer}.ln2_post.hook_normalized"
+        writes = tset.decoder_sum(layer).detach()
+        for feature in range(3):
+            row = tset[layer].W_dec[feature].detach()
+            value = clean[name].clone()
+            value[0, 0] += row
+            hook = (name, lambda t, hook, v=value: v)
+            with torch.no_grad(), model.hooks(fwd_hooks=[hook]):
+                _, moved = model.run_with_cache(tokens.reshape(1, -1))
+            out = f"blocks.{layer}.hook_mlp_out"
+            measured = moved[out][0, 0] - clean[out][0, 0]
+            torch.testing.assert_close(writes[feature], measured, rtol=1e-4, atol=1e-5)
+            assert not torch.allclose(row, measured, rtol=1e-2, atol=1e-3)  # w is not 1
+    (edges, *_) = logit_edges(tset, model.W_U, k=4, layers=[tset.layers[0]])
+    src, dst = edges.src_index[0], edges.dst_index[0]
+    expect = tset.decoder_sum(tset.layers[0]).detach()[src] @ model.W_U.detach()[:, dst]
+    assert edges.w_raw is not None
+    torch.testing.assert_close(edges.w_raw[0], expect, rtol=1e-4, atol=1e-5)
+
+
 # --------------------------------------------------------------------------------------------
 # what the files cannot say is declared, and checked
 

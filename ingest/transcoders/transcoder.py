@@ -261,17 +261,26 @@ class TranscoderSet:
         return "+".join(parts)
 
     def decoder_sum(self, layer: int, below: int | None = None) -> Float[Tensor, "d_tc d_out"]:
-        """What layer `layer`'s features write into every layer m < `below` (all layers when
-        None), per unit of activation: W_dec for a per-layer transcoder whose layer is below,
-        the sum of the decoders W_dec[layer -> m] for a cross-layer one."""
+        """What layer `layer`'s features write into the residual stream through every layer
+        m < `below` (all layers when None), per unit of activation: W_dec for a per-layer
+        transcoder whose layer is below, the sum of the decoders W_dec[layer -> m] for a
+        cross-layer one; each times layer m's post-MLP norm weight where the set writes before
+        that norm (`resid_gain`; its input-dependent scale is left out, as for ln1_post)."""
         tc = self[layer]
         outs = [m for m in tc.out_layers if below is None or m < below]
         if not outs:
             return torch.zeros_like(tc.W_dec)
-        total = tc.decoder(outs[0])
+        total = self.resid_gain(outs[0], tc.decoder(outs[0]))
         for m in outs[1:]:
-            total = total + tc.decoder(m)
+            total = total + self.resid_gain(m, tc.decoder(m))
         return total
+
+    def resid_gain(self, out_layer: int, y: Float[Tensor, "... d_out"]) -> Tensor:
+        """`y`, written in place of MLP `out_layer`, times that block's post-MLP norm weight
+        where the set writes before the norm (else `y`): the input-invariant part of the map
+        into the residual stream, used by the weights job and the top logits."""
+        norm = self.post_norm.get(out_layer)
+        return y if norm is None else y * norm.w.to(y)
 
     def writers(self, out_layer: int) -> list[int]:
         """The layers whose features write to `out_layer` (itself included when in the set)."""
