@@ -68,7 +68,13 @@ def set_record(tset: TranscoderSet, model_name: str, run: str) -> TranscoderSetR
         d_transcoder=tset.d_transcoder,
         layers=tset.layers,
         input_hook=first.input_hook.replace(f".{first.layer}.", ".{layer}."),
-        output_hook=first.output_hook.replace(f".{first.layer}.", ".{layer}."),
+        # A set writing before Gemma's post-MLP norm writes the MLP module's output, which no
+        # transformer_lens hook holds: recorded under circuit-tracer's name for it.
+        output_hook=(
+            "blocks.{layer}.mlp.hook_out"
+            if tset.post_norm
+            else first.output_hook.replace(f".{first.layer}.", ".{layer}.")
+        ),
         sha256=tset.sha256,
         processing=tset.processing,
         activation=tset.activation,

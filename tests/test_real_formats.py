@@ -207,6 +207,9 @@ def test_every_job_runs_from_the_registered_set(
     with open_store(store) as s:
         (row,) = s.query("transcoder_sets")
         assert Path(row["source"]).is_absolute()
+        before_post_norm = tset_info in POST_NORM_SETS  # the MLP module's output, no TL hook
+        (hook,) = s.run_cypher("MATCH (t:TranscoderSet) RETURN t.output_hook").rows[0]
+        assert (hook == "blocks.{layer}.mlp.hook_out") == before_post_norm, hook
         n = s.run_cypher("MATCH ()-[r:ATTRIBUTES]->() RETURN count(r)").rows[0][0]
         assert n > 0
 
