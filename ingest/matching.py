@@ -31,9 +31,11 @@ MATCH_THRESHOLD = 0.7
 
 
 def decoder_directions(tset: TranscoderSet, layer: int) -> Float[Tensor, "d_transcoder d_dir"]:
-    """Unit decoder directions of one layer's features (every output layer concatenated)."""
+    """Unit decoder directions of one layer's features as written into the residual stream
+    (every output layer concatenated; through a post-MLP norm's weight where the set writes
+    before it, so sets writing before and after that norm compare in one space)."""
     tc = tset[layer]
-    rows = [tc.decoder(m) for m in tc.out_layers]
+    rows = [tset.resid_gain(m, tc.decoder(m)) for m in tc.out_layers]
     w = torch.cat([r.detach().float() for r in rows], dim=-1)
     return w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 

@@ -378,6 +378,45 @@ def test_a_set_writing_before_ln2_post_has_edges_the_real_model_follows(
     assert worst < 1e-4
 
 
+def test_a_saelens_set_declaring_mlp_hook_out_on_gemma_writes_before_ln2_post(
+    tmp_path: Path,
+) -> None:
+    """`mlp.hook_out` means the MLP module's output in every loader, not only circuit-tracer's:
+    a SAELens transcoder whose cfg names it gets the post-MLP norm, one naming hook_mlp_out not."""
+    import shutil
+
+    info = next(s for s in SUPPORTED if (s["family"], s["layout"]) == ("gemma2", "saelens"))
+    folder = tmp_path / "saelens"
+    shutil.copytree(FIXTURES / info["path"], folder)
+    for cfg in folder.glob("*/cfg.json"):
+        text = cfg.read_text()
+        assert ".hook_mlp_out" in text
+        cfg.write_text(re.sub(r"(blocks\.\d+)\.hook_mlp_out", r"\1.mlp.hook_out", text))
+    _, before = load_pair(str(model_dir(info)), str(folder))
+    _, after = load_pair(str(model_dir(info)), str(FIXTURES / info["path"]))
+    assert sorted(before.post_norm) == before.layers and after.post_norm == {}
+
+
+def test_matching_compares_residual_writes_across_the_post_norm() -> None:
+    """`circuit compare` across two sets matches decoders as written into the residual stream:
+    a set writing before ln2_post matches, at cosine 1, the same features written after it
+    (decoders times ln2_post's w)."""
+    import copy
+
+    from circuitcat.ingest.matching import match_features
+
+    info = next(s for s in POST_NORM_SETS if s["family"] == "gemma2")
+    _, before = load_pair(str(model_dir(info)), str(FIXTURES / info["path"]))
+    after = copy.deepcopy(before)
+    with torch.no_grad():
+        for layer, norm in before.post_norm.items():
+            after[layer].W_dec.mul_(norm.w)
+    after.post_norm = {}
+    found = match_features(before, "a", after, "b", threshold=0.7)
+    n = sum(before[layer].cfg.d_transcoder for layer in before.layers)
+    assert len(found.pairs) == n and min(found.cosine.values()) > 1 - 1e-5
+
+
 @pytest.mark.parametrize("tset_info", POST_NORM_SETS, ids=set_id)
 def test_the_weights_of_a_set_writing_before_ln2_post_include_its_weight(
     tset_info: dict[str, Any],

@@ -41,6 +41,7 @@ from circuitcat.ingest.transcoders.formats import (
     resolve_hook,
     safetensors_metadata,
     to_transcoder,
+    writes_mlp_module,
 )
 from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderSet
 
@@ -152,6 +153,7 @@ def _from_tensors(
         b_dec=require(tensors, "b_dec", file, "input bias [d_in]") if unfolded else None,
         input_hook=resolve_hook(str(hooks[0] or INPUT_SITE), layer),
         output_hook=resolve_hook(str(hooks[1] or OUTPUT_SITE), layer),
+        mlp_module_out=writes_mlp_module(str(hooks[1] or OUTPUT_SITE)),
         keys={} if unfolded else {"b_dec_out": "b_dec"},
     )
     return to_transcoder(raw)

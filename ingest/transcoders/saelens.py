@@ -35,6 +35,7 @@ from circuitcat.ingest.transcoders.formats import (
     require,
     resolve_hook,
     to_transcoder,
+    writes_mlp_module,
 )
 from circuitcat.ingest.transcoders.transcoder import Transcoder, TranscoderSet
 
@@ -180,6 +181,7 @@ def _load_layer(folder: Path, cfg: dict[str, Any]) -> Transcoder:
         b_dec_out=require(tensors, "b_dec", file, "output bias [d_out]"),
         input_hook=resolve_hook(hook_in, layer),
         output_hook=resolve_hook(hook_out, layer),
+        mlp_module_out=writes_mlp_module(hook_out),
         keys={"b_dec_out": "b_dec"},
     )
     if jumprelu:  # SAELens: ReLU(pre) * (pre > t) == pre * (pre > max(t, 0))
