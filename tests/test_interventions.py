@@ -309,3 +309,17 @@ def test_stored_prompts_and_given_tokens(toy_catalog: str) -> None:
     csv = invoke("intervention", "run", "zero", "L3/16", "--prompt-uid", uid,
                  "--store", toy_catalog, "-f", "csv")  # fmt: skip
     assert csv.splitlines()[0] == "field,value" and "predicted" in csv
+
+
+def test_a_set_that_needs_the_post_norm_is_refused_when_loaded_without_the_model() -> None:
+    """A Gemma set writing before ln2_post gets that norm only when loaded with the model;
+    loaded alone and handed to `intervene`, it is one clear error, not silently wrong numbers."""
+    from circuitcat.catalog.errors import TranscoderLoadError
+    from circuitcat.ingest.transcoders.load import load_transcoders
+
+    info = next(s for s in SUPPORTED if (s["family"], s["layout"]) == ("gemma2", "circuit-tracer"))
+    loaded, _ = load_pair(str(model_dir(info)), str(FIXTURES / info["path"]))
+    alone = load_transcoders(str(FIXTURES / info["path"]))
+    prompt = TaskPrompt("", (1, 2, 3), "", (4,), ())
+    with pytest.raises(TranscoderLoadError, match="load_transcoders\\(path, model\\)"):
+        intervene(loaded.model, alone, [prompt], "logit", Intervention("zero", ((0, 1),)))

@@ -15,6 +15,7 @@ from torch import Tensor
 from circuitcat.catalog.errors import InterventionError
 
 from ..tasks import TaskPrompt
+from ..transcoders.load import validate_against_model
 from ..transcoders.transcoder import TranscoderSet
 from .edits import Intervention, ResolvedEdit, check_intervention, resolve
 from .run import (
@@ -153,6 +154,7 @@ def intervene(
     normalisation scales and errors; `Freeze.circuit_tracer(...)` for circuit-tracer's modes).
     The model runs on its own device; results are fp32 means over the prompts."""
     check_intervention(iv, tset)
+    validate_against_model(tset, model)  # e.g. a set writing before ln2_post loaded without it
     if not prompts:
         raise InterventionError("an intervention needs at least one prompt")
     if iv.op == "patch" and source is None:
