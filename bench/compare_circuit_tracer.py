@@ -176,11 +176,10 @@ def _own_rotary_tables(model: Any) -> None:
             mine.attn.rotary_cos = built.attn.rotary_cos.to(mine.attn.rotary_cos)
 
 
-def theirs(family: str, layout: str, handed: dict[str, Any]) -> tuple[list[Key], torch.Tensor]:
-    """circuit-tracer's node keys and dense adjacency [target, source]."""
+def ct_model(family: str, layout: str, handed: dict[str, Any]) -> Any:
+    """circuit-tracer's TransformerLens replacement model on the handed config and weights (its
+    from_config path, no hub), each layer with its own rotary table."""
     _offline_circuit_tracer()
-    from circuit_tracer.attribution.attribute import attribute
-    from circuit_tracer.attribution.targets import CustomTarget
     from circuit_tracer.replacement_model.replacement_model_transformerlens import (
         TransformerLensReplacementModel,
     )
@@ -191,8 +190,18 @@ def theirs(family: str, layout: str, handed: dict[str, Any]) -> tuple[list[Key],
     tokenizer = AutoTokenizer.from_pretrained(str(FIXTURES / "models" / family))
     model = TransformerLensReplacementModel(cfg, tokenizer=tokenizer)
     model.load_state_dict(handed["state_dict"])
-    model._configure_replacement_model(ct_transcoders(family, layout))  # its from_config path
+    model._configure_replacement_model(ct_transcoders(family, layout))
     _own_rotary_tables(model)
+    return model
+
+
+def theirs(family: str, layout: str, handed: dict[str, Any]) -> tuple[list[Key], torch.Tensor]:
+    """circuit-tracer's node keys and dense adjacency [target, source]."""
+    model = ct_model(family, layout, handed)  # sets circuit-tracer up offline first
+    from circuit_tracer.attribution.attribute import attribute
+    from circuit_tracer.attribution.targets import CustomTarget
+
+    cfg = model.cfg
     vec = model.unembed.W_U[:, handed["token"]].detach().clone()
     graph = attribute(
         handed["tokens"],

@@ -47,9 +47,7 @@ from bench.compare_circuit_tracer import (  # noqa: E402
     FIXTURES,
     OURS_PYTHON,
     TOPK,
-    _offline_circuit_tracer,
-    _own_rotary_tables,
-    ct_transcoders,
+    ct_model,
     replace_marked,
 )
 
@@ -65,6 +63,10 @@ CASES = [
         "circuit-tracer-jumprelu",
         "circuit-tracer-topk",
     )
+] + [  # sets writing the MLP module's output, before Gemma's post-MLP norm
+    ("gemma2", "circuit-tracer"),
+    ("gemma2", "gemmascope-npz-jumprelu"),
+    ("gemma3", "circuit-tracer"),
 ]
 CLAMP = 4.0
 ZERO_POS, N_ZERO, N_CLAMP = 5, 3, 2
@@ -174,25 +176,6 @@ def ours(family: str, layout: str, out: Path) -> None:
 
 # --------------------------------------------------------------------------------------------
 # circuit-tracer's side (throwaway venv)
-
-
-def ct_model(family: str, layout: str, handed: dict[str, Any]) -> Any:
-    """circuit-tracer's TransformerLens replacement model on the handed config and weights (its
-    from_config path, no hub), as bench/compare_circuit_tracer.py builds it."""
-    _offline_circuit_tracer()
-    from circuit_tracer.replacement_model.replacement_model_transformerlens import (
-        TransformerLensReplacementModel,
-    )
-    from transformer_lens import HookedTransformerConfig
-    from transformers import AutoTokenizer
-
-    cfg = HookedTransformerConfig.from_dict(handed["cfg"])
-    tokenizer = AutoTokenizer.from_pretrained(str(FIXTURES / "models" / family))
-    model = TransformerLensReplacementModel(cfg, tokenizer=tokenizer)
-    model.load_state_dict(handed["state_dict"])
-    model._configure_replacement_model(ct_transcoders(family, layout))
-    _own_rotary_tables(model)
-    return model
 
 
 def theirs(family: str, layout: str, handed: dict[str, Any]) -> dict[tuple[str, str], Any]:
