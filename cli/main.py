@@ -28,19 +28,23 @@ app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 
 
-def _one_line_summaries(group: typer.Typer) -> None:
-    """Each command's line in its group's list is its help's first paragraph on one line: in
-    rich mode Typer keeps the docstring's line breaks there, which breaks mid-sentence."""
+def _reflow_help(group: typer.Typer) -> None:
+    """Each command's help as paragraphs of flowing text: in rich mode Typer keeps a docstring's
+    line breaks, so at any terminal width but the source's the text breaks mid-sentence (in the
+    command's own help and, for its first paragraph, in its group's list of commands). Every
+    help paragraph here is prose; a blank line still separates paragraphs."""
     for command in group.registered_commands:
         doc = command.help or inspect.getdoc(command.callback) or ""
-        if command.short_help is None and doc:
-            command.short_help = " ".join(doc.split("\n\n")[0].split())
+        if doc:
+            paragraphs = [" ".join(p.split()) for p in doc.split("\n\n")]
+            command.help = "\n\n".join(paragraphs)
+            command.short_help = command.short_help or paragraphs[0]
     for sub in group.registered_groups:
         if sub.typer_instance is not None:
-            _one_line_summaries(sub.typer_instance)
+            _reflow_help(sub.typer_instance)
 
 
-_one_line_summaries(app)
+_reflow_help(app)
 
 
 def _terminated(signum: int, _frame: FrameType | None) -> None:

@@ -158,9 +158,10 @@ def test_an_older_catalogs_year_prompts_are_rewritten_by_store_init(tmp_path: Pa
     }
 
 
-def test_command_lists_show_each_summary_unbroken() -> None:
-    """A group's list of commands gives each command's first help paragraph on one line (Typer
-    keeps the docstring's line breaks there otherwise, breaking it mid-sentence)."""
+def test_help_text_flows_instead_of_breaking_mid_sentence() -> None:
+    """A group's list of commands gives each command's first help paragraph on one line, and a
+    command's own help flows to the terminal's width (Typer keeps the docstring's line breaks
+    otherwise, breaking sentences mid-way)."""
     import typer
 
     def summaries(group: typer.Typer) -> list[str]:
@@ -174,6 +175,9 @@ def test_command_lists_show_each_summary_unbroken() -> None:
     assert len(lines) > 30 and all(line and "\n" not in line for line in lines)
     done = CliRunner().invoke(app, ["query", "--help"], env={"COLUMNS": "200"})
     assert "it cannot change the catalog, read or write files" in done.stdout
+    # a command's own help flows too: this phrase spans a line break in the docstring
+    done = CliRunner().invoke(app, ["circuit", "show", "--help"], env={"COLUMNS": "200"})
+    assert 'the start years, "YY 03..97", for greater-than' in done.stdout
 
 
 def test_brackets_survive_tables_dashboards_and_errors(toy_catalog: str, tmp_path: Path) -> None:
